@@ -1,0 +1,149 @@
+//! Command-line arguments. Every database flag falls back to a `CUSIP_*` variable, so a
+//! scheduler can configure the binary by environment alone; flags always win.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::convert::Encoding;
+use crate::layout::FileType;
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0    everything was loaded
+  64   usage: bad arguments, or a file whose type cannot be told
+  65   data rejected: bad value, bad record, missing trailer, unknown code or foreign key
+  66   input not found or not readable
+  69   database unavailable at start (retry later)
+  70   internal error
+  75   connection lost or timed out during the load (retry later)
+  77   permission denied (authentication or grants)
+  78   configuration missing (e.g. the schema was never applied: --init-schema)
+  130  interrupted (SIGINT)
+  143  terminated (SIGTERM)
+Nothing is ever half-loaded: each file commits whole or not at all.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people.
+    Table,
+    /// One JSON document for machines.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line (CloudWatch).
+    Json,
+}
+
+fn parse_type(s: &str) -> Result<FileType, String> {
+    FileType::from_name(s)
+        .ok_or_else(|| format!("unknown type {s:?}: expected issuer, issue or issue_attr"))
+}
+
+fn parse_encoding(s: &str) -> Result<Encoding, String> {
+    Encoding::from_name(s)
+        .ok_or_else(|| format!("unknown encoding {s:?}: expected utf8, latin1 or windows-1252"))
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cusip-loader",
+    version,
+    about = "Loads CUSIP Global Services PIP files (issuer R.PIP, issue E.PIP, issue attribute A.PIP) into PostgreSQL",
+    after_help = EXIT_CODES
+)]
+pub struct Args {
+    /// PIP files to load. They load in foreign-key order (issuer, issue, issue_attr)
+    /// whatever order they are given in; the type comes from the name (…R.PIP, …E.PIP, …A.PIP).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Type of every FILE, overriding the name: issuer, issue or issue_attr.
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
+    pub file_type: Option<FileType>,
+
+    /// Text encoding of the files: utf8 (invalid bytes are rejected), latin1 (ISO-8859-1)
+    /// or windows-1252 (both transcoded to UTF-8).
+    #[arg(long, value_name = "ENCODING", default_value = "utf8", value_parser = parse_encoding)]
+    pub encoding: Encoding,
+
+    /// Accept a file without the 999999 trailer record (normally refused as truncated).
+    #[arg(long)]
+    pub allow_missing_trailer: bool,
+
+    /// Apply the embedded schema (idempotent) before loading; alone, only that.
+    #[arg(long)]
+    pub init_schema: bool,
+
+    /// Database host name, IP address, or Unix socket directory.
+    #[arg(
+        long,
+        env = "CUSIP_DB_HOST",
+        default_value = "localhost",
+        help_heading = "Database"
+    )]
+    pub host: String,
+
+    #[arg(
+        long,
+        env = "CUSIP_DB_PORT",
+        default_value_t = 5432,
+        help_heading = "Database"
+    )]
+    pub port: u16,
+
+    #[arg(
+        long,
+        env = "CUSIP_DB_NAME",
+        default_value = "cusip",
+        help_heading = "Database"
+    )]
+    pub dbname: String,
+
+    #[arg(
+        long,
+        env = "CUSIP_DB_USER",
+        default_value = "cusip_app",
+        help_heading = "Database"
+    )]
+    pub user: String,
+
+    /// Prefer the CUSIP_DB_PASSWORD variable: a flag is visible to other users in `ps`.
+    #[arg(
+        long,
+        env = "CUSIP_DB_PASSWORD",
+        hide_env_values = true,
+        help_heading = "Database"
+    )]
+    pub password: Option<String>,
+
+    /// Seconds to wait for the database connection.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 15,
+        help_heading = "Database"
+    )]
+    pub connect_timeout: u64,
+
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value = "table", help_heading = "Output")]
+    pub output: OutputFormat,
+
+    /// Log format on stderr (level from RUST_LOG, default info).
+    #[arg(
+        long,
+        value_enum,
+        env = "CUSIP_LOG_FORMAT",
+        default_value = "text",
+        help_heading = "Output"
+    )]
+    pub log_format: LogFormat,
+
+    /// Never draw a progress bar (one is drawn only when stderr is a terminal).
+    #[arg(long, help_heading = "Output")]
+    pub no_progress: bool,
+}

@@ -1,0 +1,681 @@
+//! Field text → PostgreSQL binary COPY value, with every check the server would skip.
+//!
+//! Binary COPY hands the server finished values, so nothing textual is checked there: a
+//! `varchar(n)` over width would be silently trimmed if its excess is spaces, a numeric
+//! with too many decimals silently rounded. Every such check therefore lives here, and a
+//! value that passes is written exactly as it appeared in the file.
+
+use bytes::{BufMut, BytesMut};
+use std::fmt;
+
+use crate::layout::Kind;
+
+/// The text encoding of the input file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// UTF-8 (of which ASCII is a subset); invalid bytes are rejected.
+    #[default]
+    Utf8,
+    /// ISO-8859-1: every byte is the code point of the same number.
+    Latin1,
+    /// Windows-1252: Latin-1 except 0x80–0x9F, five of which are undefined (rejected).
+    Windows1252,
+}
+
+impl Encoding {
+    pub fn from_name(s: &str) -> Option<Encoding> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "utf8" | "utf-8" => Some(Encoding::Utf8),
+            "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" => Some(Encoding::Latin1),
+            "windows-1252" | "cp1252" | "win1252" => Some(Encoding::Windows1252),
+            _ => None,
+        }
+    }
+}
+
+/// Why a value was rejected. The caller adds file, line and column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueError {
+    TooWide {
+        value: String,
+        chars: usize,
+        width: u16,
+    },
+    EmptyKey,
+    Nul {
+        value: String,
+    },
+    InvalidUtf8 {
+        value: String,
+        byte: u8,
+        offset: usize,
+    },
+    Undefined1252 {
+        value: String,
+        byte: u8,
+    },
+    BadDate {
+        value: String,
+    },
+    NoSuchDate {
+        value: String,
+    },
+    BadInteger {
+        value: String,
+    },
+    IntegerRange {
+        value: String,
+    },
+    BadNumeric {
+        value: String,
+    },
+    TooManyDecimals {
+        value: String,
+        decimals: usize,
+        precision: u8,
+        scale: u8,
+    },
+    TooManyDigits {
+        value: String,
+        digits: usize,
+        precision: u8,
+        scale: u8,
+    },
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ValueError::*;
+        match self {
+            TooWide {
+                value,
+                chars,
+                width,
+            } => {
+                write!(
+                    f,
+                    "\"{value}\" is {chars} characters; varchar({width}) allows {width}"
+                )
+            }
+            EmptyKey => write!(f, "is empty but is part of the key"),
+            Nul { value } => write!(
+                f,
+                "\"{value}\" contains a NUL byte, which is never valid in text"
+            ),
+            InvalidUtf8 {
+                value,
+                byte,
+                offset,
+            } => write!(
+                f,
+                "\"{value}\" has byte 0x{byte:02X} at offset {offset}, which is not valid UTF-8 \
+                 (if the file is Latin-1 or Windows-1252, say so with --encoding)"
+            ),
+            Undefined1252 { value, byte } => {
+                write!(
+                    f,
+                    "\"{value}\" has byte 0x{byte:02X}, which Windows-1252 does not define"
+                )
+            }
+            BadDate { value } => {
+                write!(
+                    f,
+                    "\"{value}\" is not a date (expected YYYY-MM-DD, YYYYMMDD or MM/DD/YYYY)"
+                )
+            }
+            NoSuchDate { value } => write!(f, "\"{value}\" is not a valid calendar date"),
+            BadInteger { value } => write!(f, "\"{value}\" is not an integer"),
+            IntegerRange { value } => write!(f, "\"{value}\" is out of range for integer"),
+            BadNumeric { value } => write!(f, "\"{value}\" is not a decimal number"),
+            TooManyDecimals {
+                value,
+                decimals,
+                precision,
+                scale,
+            } => write!(
+                f,
+                "\"{value}\" has {decimals} decimals; numeric({precision},{scale}) allows {scale}"
+            ),
+            TooManyDigits {
+                value,
+                digits,
+                precision,
+                scale,
+            } => write!(
+                f,
+                "\"{value}\" has {digits} integer digits; numeric({precision},{scale}) allows {}",
+                precision - scale
+            ),
+        }
+    }
+}
+
+/// Renders raw field bytes for an error message: valid UTF-8 as is, other bytes as `\xNN`,
+/// control characters escaped, long values shortened.
+pub fn show(raw: &[u8]) -> String {
+    const MAX: usize = 120;
+    let mut out = String::new();
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+        if out.len() > MAX {
+            let mut cut = MAX;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+/// Days from 0001-01-01 (proleptic Gregorian) of PostgreSQL's date epoch, 2000-01-01.
+const PG_EPOCH_DAYS_CE: i32 = 730_120;
+
+/// Appends one binary COPY field (length word and value) for `raw`, or an error.
+///
+/// `scratch` is reused for transcoding so that the common all-ASCII case allocates nothing.
+pub fn encode_field(
+    out: &mut BytesMut,
+    raw: &[u8],
+    kind: Kind,
+    is_key: bool,
+    encoding: Encoding,
+    scratch: &mut Vec<u8>,
+) -> Result<(), ValueError> {
+    if raw.is_empty() {
+        if is_key {
+            return Err(ValueError::EmptyKey);
+        }
+        out.put_i32(-1);
+        return Ok(());
+    }
+    match kind {
+        Kind::Varchar(width) => encode_text(out, raw, width, encoding, scratch),
+        Kind::Date => match parse_date(raw)? {
+            Some(days) => {
+                out.put_i32(4);
+                out.put_i32(days);
+                Ok(())
+            }
+            None => {
+                out.put_i32(-1);
+                Ok(())
+            }
+        },
+        Kind::Integer => {
+            let n = parse_integer(raw)?;
+            out.put_i32(4);
+            out.put_i32(n);
+            Ok(())
+        }
+        Kind::Numeric { precision, scale } => encode_numeric(out, raw, precision, scale),
+    }
+}
+
+fn encode_text(
+    out: &mut BytesMut,
+    raw: &[u8],
+    width: u16,
+    encoding: Encoding,
+    scratch: &mut Vec<u8>,
+) -> Result<(), ValueError> {
+    if memchr::memchr(0, raw).is_some() {
+        return Err(ValueError::Nul { value: show(raw) });
+    }
+    let text: &[u8] = if raw.is_ascii() {
+        raw
+    } else {
+        match encoding {
+            Encoding::Utf8 => {
+                if let Err(e) = std::str::from_utf8(raw) {
+                    let offset = e.valid_up_to();
+                    return Err(ValueError::InvalidUtf8 {
+                        value: show(raw),
+                        byte: raw[offset],
+                        offset,
+                    });
+                }
+                raw
+            }
+            Encoding::Latin1 | Encoding::Windows1252 => {
+                transcode(raw, encoding, scratch)?;
+                scratch
+            }
+        }
+    };
+    // Characters never outnumber bytes, so only long values need counting.
+    if text.len() > width as usize {
+        let chars = if text.is_ascii() {
+            text.len()
+        } else {
+            text.iter().filter(|&&b| (b as i8) >= -0x40).count()
+        };
+        if chars > width as usize {
+            return Err(ValueError::TooWide {
+                value: show(text),
+                chars,
+                width,
+            });
+        }
+    }
+    out.put_i32(text.len() as i32);
+    out.put_slice(text);
+    Ok(())
+}
+
+/// The code points of Windows-1252 bytes 0x80–0x9F; 0 marks the five undefined ones.
+const CP1252_HIGH: [u16; 32] = [
+    0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039,
+    0x0152, 0, 0x017D, 0, 0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC,
+    0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178,
+];
+
+fn transcode(raw: &[u8], encoding: Encoding, out: &mut Vec<u8>) -> Result<(), ValueError> {
+    out.clear();
+    let mut buf = [0u8; 4];
+    for &b in raw {
+        let cp = if b < 0x80 {
+            out.push(b);
+            continue;
+        } else if encoding == Encoding::Windows1252 && (0x80..0xA0).contains(&b) {
+            match CP1252_HIGH[(b - 0x80) as usize] {
+                0 => {
+                    return Err(ValueError::Undefined1252 {
+                        value: show(raw),
+                        byte: b,
+                    })
+                }
+                cp => cp as u32,
+            }
+        } else {
+            b as u32
+        };
+        // Every value above is a valid scalar value (no surrogates), so this cannot fail.
+        let c = char::from_u32(cp).unwrap_or(char::REPLACEMENT_CHARACTER);
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+    Ok(())
+}
+
+fn digits(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u32, |n, &d| n * 10 + (d - b'0') as u32))
+}
+
+/// Parses a date to days since 2000-01-01, or `None` for the all-zero NULL placeholder.
+pub fn parse_date(raw: &[u8]) -> Result<Option<i32>, ValueError> {
+    let bad = || ValueError::BadDate { value: show(raw) };
+    let (y, m, d) = match raw.len() {
+        10 if raw[4] == b'-' && raw[7] == b'-' => (&raw[0..4], &raw[5..7], &raw[8..10]),
+        10 if raw[2] == b'/' && raw[5] == b'/' => (&raw[6..10], &raw[0..2], &raw[3..5]),
+        8 => (&raw[0..4], &raw[4..6], &raw[6..8]),
+        _ => return Err(bad()),
+    };
+    let (y, m, d) = match (digits(y), digits(m), digits(d)) {
+        (Some(y), Some(m), Some(d)) => (y, m, d),
+        _ => return Err(bad()),
+    };
+    if y == 0 && m == 0 && d == 0 {
+        return Ok(None);
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(y as i32, m, d)
+        .filter(|_| y >= 1)
+        .ok_or_else(|| ValueError::NoSuchDate { value: show(raw) })?;
+    use chrono::Datelike;
+    Ok(Some(date.num_days_from_ce() - PG_EPOCH_DAYS_CE))
+}
+
+pub fn parse_integer(raw: &[u8]) -> Result<i32, ValueError> {
+    let (neg, body) = match raw.first() {
+        Some(b'-') => (true, &raw[1..]),
+        Some(b'+') => (false, &raw[1..]),
+        _ => (false, raw),
+    };
+    if body.is_empty() || !body.iter().all(u8::is_ascii_digit) {
+        return Err(ValueError::BadInteger { value: show(raw) });
+    }
+    let mut n: i64 = 0;
+    for &d in body {
+        n = n * 10 + (d - b'0') as i64;
+        if n > i32::MAX as i64 + 1 {
+            return Err(ValueError::IntegerRange { value: show(raw) });
+        }
+    }
+    let n = if neg { -n } else { n };
+    i32::try_from(n).map_err(|_| ValueError::IntegerRange { value: show(raw) })
+}
+
+/// Checks a decimal against numeric(p,s) and appends its binary form (base-10000 digits).
+fn encode_numeric(
+    out: &mut BytesMut,
+    raw: &[u8],
+    precision: u8,
+    scale: u8,
+) -> Result<(), ValueError> {
+    let bad = || ValueError::BadNumeric { value: show(raw) };
+    let (neg, body) = match raw.first() {
+        Some(b'-') => (true, &raw[1..]),
+        Some(b'+') => (false, &raw[1..]),
+        _ => (false, raw),
+    };
+    let (int_part, frac_part) = match memchr::memchr(b'.', body) {
+        Some(i) => (&body[..i], &body[i + 1..]),
+        None => (body, &body[..0]),
+    };
+    if int_part.is_empty() && frac_part.is_empty()
+        || !int_part.iter().all(u8::is_ascii_digit)
+        || !frac_part.iter().all(u8::is_ascii_digit)
+    {
+        return Err(bad());
+    }
+    let first_nonzero = int_part
+        .iter()
+        .position(|&b| b != b'0')
+        .unwrap_or(int_part.len());
+    let int_digits = &int_part[first_nonzero..];
+    let frac_len = frac_part
+        .iter()
+        .rposition(|&b| b != b'0')
+        .map_or(0, |i| i + 1);
+    let frac_digits = &frac_part[..frac_len];
+    if frac_digits.len() > scale as usize {
+        return Err(ValueError::TooManyDecimals {
+            value: show(raw),
+            decimals: frac_digits.len(),
+            precision,
+            scale,
+        });
+    }
+    if int_digits.len() > (precision - scale) as usize {
+        return Err(ValueError::TooManyDigits {
+            value: show(raw),
+            digits: int_digits.len(),
+            precision,
+            scale,
+        });
+    }
+    // Base-10000 groups: the integer part aligned from the decimal point leftwards, the
+    // fraction rightwards. p ≤ 6 here, but nothing below depends on that.
+    let int_groups = int_digits.len().div_ceil(4);
+    let frac_groups = frac_digits.len().div_ceil(4);
+    let mut groups: Vec<i16> = Vec::with_capacity(int_groups + frac_groups);
+    let pad = int_groups * 4 - int_digits.len();
+    let mut acc = 0i16;
+    for (i, &d) in int_digits.iter().enumerate() {
+        acc = acc * 10 + (d - b'0') as i16;
+        if (i + pad + 1) % 4 == 0 {
+            groups.push(acc);
+            acc = 0;
+        }
+    }
+    for i in 0..frac_groups * 4 {
+        let d = frac_digits.get(i).map_or(0, |&d| (d - b'0') as i16);
+        acc = acc * 10 + d;
+        if (i + 1) % 4 == 0 {
+            groups.push(acc);
+            acc = 0;
+        }
+    }
+    let mut weight = int_groups as i16 - 1;
+    let lead = groups.iter().take_while(|&&g| g == 0).count();
+    groups.drain(..lead);
+    weight -= lead as i16;
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    let sign: u16 = if neg && !groups.is_empty() { 0x4000 } else { 0 };
+    if groups.is_empty() {
+        weight = 0;
+    }
+    out.put_i32(8 + 2 * groups.len() as i32);
+    out.put_i16(groups.len() as i16);
+    out.put_i16(weight);
+    out.put_u16(sign);
+    out.put_i16(scale as i16);
+    for g in groups {
+        out.put_i16(g);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(raw: &str, kind: Kind) -> Result<Vec<u8>, ValueError> {
+        enc_bytes(raw.as_bytes(), kind, Encoding::Utf8)
+    }
+
+    fn enc_bytes(raw: &[u8], kind: Kind, e: Encoding) -> Result<Vec<u8>, ValueError> {
+        let mut out = BytesMut::new();
+        encode_field(&mut out, raw, kind, false, e, &mut Vec::new())?;
+        Ok(out.to_vec())
+    }
+
+    fn numeric(raw: &str, p: u8, s: u8) -> Result<(i16, i16, u16, i16, Vec<i16>), ValueError> {
+        let b = enc(
+            raw,
+            Kind::Numeric {
+                precision: p,
+                scale: s,
+            },
+        )?;
+        let w = |i: usize| i16::from_be_bytes([b[i], b[i + 1]]);
+        let n = w(4) as usize;
+        let groups = (0..n).map(|k| w(12 + 2 * k)).collect();
+        Ok((w(4), w(6), w(8) as u16, w(10), groups))
+    }
+
+    #[test]
+    fn varchar_counts_characters_not_bytes() {
+        let full = "Société Générale Zürich Ünïcôdé"; // 31 chars? keep it at 30 below
+        let thirty: String = full.chars().take(30).collect();
+        assert!(enc(&thirty, Kind::Varchar(30)).is_ok());
+        let e = enc(&format!("{thirty}x"), Kind::Varchar(30)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ValueError::TooWide {
+                    chars: 31,
+                    width: 30,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn varchar_keeps_spaces_and_rejects_trailing_space_overflow() {
+        let out = enc(" A B ", Kind::Varchar(5)).unwrap();
+        assert_eq!(&out[4..], b" A B ");
+        assert!(enc("ABCDE ", Kind::Varchar(5)).is_err());
+    }
+
+    #[test]
+    fn quotes_and_backslashes_are_data() {
+        let out = enc(r#"A "B" \C"#, Kind::Varchar(30)).unwrap();
+        assert_eq!(&out[4..], br#"A "B" \C"#);
+    }
+
+    #[test]
+    fn nul_and_bad_utf8_are_rejected() {
+        assert!(matches!(
+            enc("A\0B", Kind::Varchar(9)),
+            Err(ValueError::Nul { .. })
+        ));
+        let e = enc_bytes(b"Caf\xE9", Kind::Varchar(9), Encoding::Utf8).unwrap_err();
+        assert!(matches!(
+            e,
+            ValueError::InvalidUtf8 {
+                byte: 0xE9,
+                offset: 3,
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("Caf\\xE9"), "{e}");
+    }
+
+    #[test]
+    fn transcodes_latin1_and_cp1252() {
+        let out = enc_bytes(b"Caf\xE9", Kind::Varchar(4), Encoding::Latin1).unwrap();
+        assert_eq!(&out[4..], "Café".as_bytes());
+        let out = enc_bytes(b"\x80\x93x\x94", Kind::Varchar(4), Encoding::Windows1252).unwrap();
+        assert_eq!(&out[4..], "€“x”".as_bytes());
+        // In true ISO-8859-1, 0x80 is the C1 control U+0080.
+        let out = enc_bytes(b"\x80", Kind::Varchar(1), Encoding::Latin1).unwrap();
+        assert_eq!(&out[4..], "\u{80}".as_bytes());
+        assert!(matches!(
+            enc_bytes(b"\x81", Kind::Varchar(1), Encoding::Windows1252),
+            Err(ValueError::Undefined1252 { byte: 0x81, .. })
+        ));
+    }
+
+    #[test]
+    fn empty_is_null_except_in_keys() {
+        assert_eq!(enc("", Kind::Date).unwrap(), (-1i32).to_be_bytes());
+        let mut out = BytesMut::new();
+        let e = encode_field(
+            &mut out,
+            b"",
+            Kind::Varchar(6),
+            true,
+            Encoding::Utf8,
+            &mut Vec::new(),
+        );
+        assert_eq!(e, Err(ValueError::EmptyKey));
+    }
+
+    #[test]
+    fn dates_in_three_formats() {
+        let d = parse_date(b"2000-01-01").unwrap();
+        assert_eq!(d, Some(0));
+        assert_eq!(
+            parse_date(b"2024-01-15").unwrap(),
+            parse_date(b"20240115").unwrap()
+        );
+        assert_eq!(
+            parse_date(b"2024-01-15").unwrap(),
+            parse_date(b"01/15/2024").unwrap()
+        );
+        assert_eq!(parse_date(b"1999-12-31").unwrap(), Some(-1));
+        assert_eq!(parse_date(b"0000-00-00").unwrap(), None);
+        assert_eq!(parse_date(b"00000000").unwrap(), None);
+        assert!(matches!(
+            parse_date(b"2024-02-30"),
+            Err(ValueError::NoSuchDate { .. })
+        ));
+        assert!(matches!(
+            parse_date(b"0000-01-01"),
+            Err(ValueError::NoSuchDate { .. })
+        ));
+        assert!(matches!(
+            parse_date(b"2024-1-15"),
+            Err(ValueError::BadDate { .. })
+        ));
+        assert!(matches!(
+            parse_date(b"15/01/2024x"),
+            Err(ValueError::BadDate { .. })
+        ));
+        assert!(matches!(
+            parse_date(b"2024-01-1x"),
+            Err(ValueError::BadDate { .. })
+        ));
+    }
+
+    #[test]
+    fn integers() {
+        assert_eq!(parse_integer(b"42"), Ok(42));
+        assert_eq!(parse_integer(b"-2147483648"), Ok(i32::MIN));
+        assert_eq!(parse_integer(b"+7"), Ok(7));
+        assert!(matches!(
+            parse_integer(b"2147483648"),
+            Err(ValueError::IntegerRange { .. })
+        ));
+        assert!(matches!(
+            parse_integer(b"99999999999999999999"),
+            Err(ValueError::IntegerRange { .. })
+        ));
+        assert!(matches!(
+            parse_integer(b"4 2"),
+            Err(ValueError::BadInteger { .. })
+        ));
+        assert!(matches!(
+            parse_integer(b"-"),
+            Err(ValueError::BadInteger { .. })
+        ));
+    }
+
+    #[test]
+    fn numerics_encode_exactly() {
+        assert_eq!(numeric("5.25", 6, 3).unwrap(), (2, 0, 0, 3, vec![5, 2500]));
+        assert_eq!(numeric("5.250", 6, 3).unwrap(), (2, 0, 0, 3, vec![5, 2500]));
+        assert_eq!(
+            numeric("5.2500", 6, 3).unwrap(),
+            (2, 0, 0, 3, vec![5, 2500])
+        );
+        assert_eq!(numeric(".5", 6, 3).unwrap(), (1, -1, 0, 3, vec![5000]));
+        assert_eq!(
+            numeric("999.999", 6, 3).unwrap(),
+            (2, 0, 0, 3, vec![999, 9990])
+        );
+        assert_eq!(
+            numeric("-0.001", 6, 3).unwrap(),
+            (1, -1, 0x4000, 3, vec![10])
+        );
+        assert_eq!(numeric("0", 6, 3).unwrap(), (0, 0, 0, 3, vec![]));
+        assert_eq!(numeric("-0.000", 6, 3).unwrap(), (0, 0, 0, 3, vec![]));
+        assert_eq!(
+            numeric("9999.9", 5, 1).unwrap(),
+            (2, 0, 0, 1, vec![9999, 9000])
+        );
+        assert_eq!(
+            numeric("0012.5", 5, 1).unwrap(),
+            (2, 0, 0, 1, vec![12, 5000])
+        );
+        assert_eq!(numeric("5.", 5, 1).unwrap(), (1, 0, 0, 1, vec![5]));
+    }
+
+    #[test]
+    fn numerics_never_round() {
+        let e = numeric("5.2505", 6, 3).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "\"5.2505\" has 4 decimals; numeric(6,3) allows 3"
+        );
+        let e = numeric("1234.5", 6, 3).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "\"1234.5\" has 4 integer digits; numeric(6,3) allows 3"
+        );
+        for bad in [".", "", "1e3", "1.2.3", " 5", "5 ", "--5", "+"] {
+            if bad.is_empty() {
+                continue;
+            }
+            assert!(
+                matches!(numeric(bad, 6, 3), Err(ValueError::BadNumeric { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn show_escapes_what_a_terminal_would_mangle() {
+        assert_eq!(show(b"a\tb\x01"), "a\\tb\\u{1}");
+        assert_eq!(show(b"\xFFok"), "\\xFFok");
+        assert!(show(&[b'x'; 500]).len() < 130);
+    }
+}

@@ -1,0 +1,373 @@
+//! Loading one file: lock, stage, COPY, check, merge, journal, commit — one transaction.
+//!
+//! Nothing touches a master table until every record has been parsed and checked, every
+//! key resolved and every foreign key and code found; then a single statement merges, and
+//! the journal row commits with it. Any failure before the commit rolls everything back.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::SinkExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, GenericClient};
+
+use crate::copy::{self, LineMap, ParseOptions, Produced, CHANNEL_DEPTH};
+use crate::db;
+use crate::error::{Error, Problem, Rejection};
+use crate::layout::Layout;
+use crate::merge;
+use crate::progress;
+use crate::report::{FileReport, Phase, Repeat, Status};
+use crate::schema::LOCK_CLASS;
+use crate::source::{Fingerprint, Input};
+
+/// Examples shown per kind of foreign-key or code miss, and of repeated keys.
+const EXAMPLES: u32 = 5;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    pub parse: ParseOptions,
+    pub progress: bool,
+}
+
+/// Loads one file. The report is filled in as far as the load got, whatever the outcome.
+pub async fn load_file(
+    client: &mut Client,
+    input: &Input,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+) -> Result<(), Error> {
+    let started = Utc::now();
+    let t0 = Instant::now();
+    let result = load_in_transaction(client, input, opts, report, started).await;
+    report.seconds = t0.elapsed().as_secs_f64();
+    report.mb_per_s = if report.seconds > 0.0 {
+        report.bytes as f64 / 1e6 / report.seconds
+    } else {
+        0.0
+    };
+    match &result {
+        Ok(()) => report.status = Status::Loaded,
+        Err(e) => {
+            report.status = Status::Failed;
+            report.error = Some(e.to_string());
+            // The failed attempt is journalled in its own transaction; the load's own
+            // transaction has rolled back (dropped). If the connection is gone, say so only.
+            if let Err(je) = journal(&*client, report, started).await {
+                tracing::warn!(
+                    "could not record the failed attempt in load_journal: {}",
+                    db::chain(&je)
+                );
+            }
+        }
+    }
+    result
+}
+
+async fn load_in_transaction(
+    client: &mut Client,
+    input: &Input,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+    started: DateTime<Utc>,
+) -> Result<(), Error> {
+    let layout = input.file_type.layout();
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| db::fail("starting the transaction", &e))?;
+
+    // One loader per table at a time; a second one waits here for the first to commit.
+    let lock_id = input.file_type as i32 + 1;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &lock_id],
+    )
+    .await
+    .map_err(|e| db::fail(&format!("waiting for the {} load lock", layout.table), &e))?;
+    tx.batch_execute(&merge::create_stage(layout))
+        .await
+        .map_err(|e| db::fail("creating the staging table", &e))?;
+
+    let t = Instant::now();
+    let produced = stream_copy(&tx, input, layout, opts, report).await?;
+    report.phases.push(Phase {
+        name: "read+parse+copy",
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    tracing::info!(file = %input.name, records = report.records, seconds = t.elapsed().as_secs_f64(), "staged");
+
+    let t = Instant::now();
+    check(&tx, input, layout, report, &produced.line_map).await?;
+    report.phases.push(Phase {
+        name: "checks",
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    tracing::info!(file = %input.name, repeated = report.repeated, seconds = t.elapsed().as_secs_f64(), "checked");
+
+    let t = Instant::now();
+    let row = tx
+        .query_one(merge::merge(layout).as_str(), &[])
+        .await
+        .map_err(|e| db::fail(&format!("merging into {}", layout.table), &e))?;
+    report.inserted = row.get::<_, i64>(0) as u64;
+    report.updated = row.get::<_, i64>(1) as u64;
+    let distinct = report.records - report.repeated;
+    report.unchanged = distinct.saturating_sub(report.inserted + report.updated);
+    report.phases.push(Phase {
+        name: "merge",
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    tracing::info!(
+        file = %input.name,
+        inserted = report.inserted,
+        updated = report.updated,
+        unchanged = report.unchanged,
+        seconds = t.elapsed().as_secs_f64(),
+        "merged"
+    );
+
+    let t = Instant::now();
+    report.status = Status::Loaded;
+    journal(&tx, report, started)
+        .await
+        .map_err(|e| db::fail("writing the load journal", &e))?;
+    tx.commit().await.map_err(|e| db::fail("committing", &e))?;
+    report.phases.push(Phase {
+        name: "commit",
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    Ok(())
+}
+
+/// Streams the file through the parser into `COPY ... FROM STDIN (FORMAT binary)`.
+async fn stream_copy(
+    tx: &tokio_postgres::Transaction<'_>,
+    input: &Input,
+    layout: &'static Layout,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+) -> Result<Produced, Error> {
+    let sink = tx
+        .copy_in::<_, Bytes>(merge::copy_in(layout).as_str())
+        .await
+        .map_err(|e| db::fail("starting COPY", &e))?;
+    let mut sink = std::pin::pin!(sink);
+
+    let reader = input.open()?;
+    let (chunks, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+    let pb = progress::bar(opts.progress, &input.name, input.size);
+    let pb2 = pb.clone();
+    let parse = opts.parse;
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut fp = Fingerprint::new(reader);
+        let produced = copy::produce(&mut fp, layout, parse, chunks, &|bytes, records| {
+            pb2.set_position(bytes);
+            pb2.set_message(format!("{records} records"));
+        });
+        (produced, fp.hex())
+    });
+
+    let mut copy_error = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = sink.send(chunk).await {
+            copy_error = Some(e);
+            break;
+        }
+    }
+    drop(rx);
+    let (produced, digest) = producer
+        .await
+        .map_err(|e| Error::Internal(format!("the parser thread failed: {e}")))?;
+    progress::done(&pb);
+    report.records = produced.records;
+    report.bytes = produced.bytes;
+    report.fingerprint = Some(digest);
+
+    if let Some(e) = copy_error {
+        return Err(copy_failure(&e, &produced.line_map, &input.name));
+    }
+    if let Some(msg) = &produced.read_error {
+        return Err(Error::NoInput(format!("{}: {msg}", input.source)));
+    }
+    if !produced.problems.is_empty() {
+        return Err(Error::Rejected(Rejection {
+            file: input.name.clone(),
+            problems: produced.problems.clone(),
+            more: produced.more_problems,
+        }));
+    }
+    let copied = sink
+        .as_mut()
+        .finish()
+        .await
+        .map_err(|e| copy_failure(&e, &produced.line_map, &input.name))?;
+    if copied != produced.records {
+        return Err(Error::Internal(format!(
+            "COPY took {copied} rows but {} records were sent",
+            produced.records
+        )));
+    }
+    Ok(produced)
+}
+
+/// A COPY failure, with the server's row number translated back to the file line.
+fn copy_failure(e: &tokio_postgres::Error, map: &LineMap, file: &str) -> Error {
+    let mut err = db::fail("COPY into staging", e);
+    if let (Error::Db { message, .. }, Some(row)) = (&mut err, copy_row(e)) {
+        if let Some(line) = map.line_of(row) {
+            message.push_str(&format!(" (COPY row {row} is {file} line {line})"));
+        }
+    }
+    err
+}
+
+/// The row number in a server context like `COPY cusip_stage, line 12, column rate`.
+fn copy_row(e: &tokio_postgres::Error) -> Option<u64> {
+    let w = e.as_db_error()?.where_()?;
+    let rest = &w[w.find(", line ")? + 7..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Resolves repeated keys (last wins) and finds foreign-key and code misses, all in staging.
+async fn check(
+    tx: &tokio_postgres::Transaction<'_>,
+    input: &Input,
+    layout: &Layout,
+    report: &mut FileReport,
+    _map: &LineMap,
+) -> Result<(), Error> {
+    let q = |what: &'static str| move |e: tokio_postgres::Error| db::fail(what, &e);
+    tx.batch_execute(&format!("ANALYZE {}", merge::STAGE))
+        .await
+        .map_err(q("analysing staging"))?;
+    tx.batch_execute(&merge::find_repeats(layout))
+        .await
+        .map_err(q("finding repeated keys"))?;
+    let row = tx
+        .query_one(merge::count_repeats().as_str(), &[])
+        .await
+        .map_err(q("counting repeated keys"))?;
+    report.repeated = row.get::<_, i64>(0) as u64;
+    if report.repeated > 0 {
+        for r in tx
+            .query(merge::repeat_examples(layout, EXAMPLES).as_str(), &[])
+            .await
+            .map_err(q("listing repeated keys"))?
+        {
+            report.repeated_examples.push(Repeat {
+                key: r.get(0),
+                lines: r.get(1),
+            });
+        }
+        tx.execute(merge::drop_superseded(layout).as_str(), &[])
+            .await
+            .map_err(q("resolving repeated keys"))?;
+    }
+
+    let mut problems = Vec::new();
+    if let (Some(sql), Some(fk)) = (
+        merge::foreign_key_misses(layout, EXAMPLES),
+        &layout.foreign_key,
+    ) {
+        let rows = tx
+            .query(sql.as_str(), &[])
+            .await
+            .map_err(q("checking foreign keys"))?;
+        let total = rows.first().map_or(0, |r| r.get::<_, i64>(2));
+        for r in &rows {
+            let line: i64 = r.get(0);
+            let key: String = r.get(1);
+            problems.push(Problem::at(
+                line as u64,
+                Some(&fk.columns.join("+")),
+                format!(
+                    "\"{key}\" has no row in {} ({total} record{} in all)",
+                    fk.parent,
+                    if total == 1 { "" } else { "s" }
+                ),
+            ));
+        }
+    }
+    for col in layout.columns {
+        let Some(sql) = merge::code_misses(col, EXAMPLES) else {
+            continue;
+        };
+        let rows = tx
+            .query(sql.as_str(), &[])
+            .await
+            .map_err(q("checking codes"))?;
+        let total = rows.first().map_or(0, |r| r.get::<_, i64>(2));
+        for r in &rows {
+            let line: i64 = r.get(0);
+            let value: String = r.get(1);
+            problems.push(Problem::at(
+                line as u64,
+                Some(col.name),
+                format!(
+                    "\"{value}\" is not a known code in {} ({total} record{} in all)",
+                    col.code_table.unwrap_or("?"),
+                    if total == 1 { "" } else { "s" }
+                ),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort_by_key(|p| p.line);
+        return Err(Error::Rejected(Rejection {
+            file: input.name.clone(),
+            problems,
+            more: false,
+        }));
+    }
+    Ok(())
+}
+
+/// Writes the journal row for this attempt (inside the load's transaction on success).
+async fn journal(
+    c: &impl GenericClient,
+    r: &FileReport,
+    started: DateTime<Utc>,
+) -> Result<(), tokio_postgres::Error> {
+    let status = match r.status {
+        Status::Loaded => "loaded",
+        Status::Interrupted => "interrupted",
+        _ => "failed",
+    };
+    let n = |v: u64| v as i64;
+    c.execute(
+        "INSERT INTO load_journal (file_name, source, file_type, bytes, fingerprint, started_at, finished_at, \
+         records_read, inserted, updated, unchanged, repeated_keys, status, error, loader_version) \
+         VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7, $8, $9, $10, $11, $12, $13, $14)",
+        &[
+            &r.file,
+            &r.source,
+            &r.file_type,
+            &n(r.bytes),
+            &r.fingerprint,
+            &started,
+            &n(r.records),
+            &n(r.inserted),
+            &n(r.updated),
+            &n(r.unchanged),
+            &n(r.repeated),
+            &status,
+            &r.error,
+            &env!("CARGO_PKG_VERSION"),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Records an interrupted attempt, best effort, once the load future has been dropped.
+pub async fn journal_interrupted(client: &Client, report: &FileReport, started: DateTime<Utc>) {
+    if let Err(e) = journal(client, report, started).await {
+        tracing::warn!(
+            "could not record the interrupted attempt in load_journal: {}",
+            db::chain(&e)
+        );
+    }
+}

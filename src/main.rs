@@ -1,0 +1,63 @@
+//! Parses arguments, runs, prints the summary and maps the outcome to an exit code.
+
+use std::io::{self, IsTerminal, Write};
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use cusip_loader::cli::{Args, LogFormat, OutputFormat, EXIT_CODES};
+use cusip_loader::{app, progress};
+
+fn main() {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors.
+            std::process::exit(if e.use_stderr() { 64 } else { 0 });
+        }
+    };
+    init_logging(args.log_format);
+    let output = args.output;
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(70);
+        }
+    };
+    let summary = runtime.block_on(app::run(args));
+
+    let mut out = io::stdout().lock();
+    let written = match output {
+        OutputFormat::Json => summary.write_json(&mut out),
+        OutputFormat::Table => summary.write_table(&mut out),
+    };
+    let _ = written.and_then(|_| out.flush());
+    if let Some(e) = &summary.error {
+        eprintln!("error: {e}");
+        if summary.exit_code == 64 {
+            eprintln!("\n{EXIT_CODES}");
+        }
+    }
+    // Exit without waiting for the runtime: after a signal a parser thread may still be
+    // blocked on a read, and nothing it holds needs cleaning up.
+    std::process::exit(summary.exit_code);
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
+        .with_writer(|| progress::LogWriter);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+}

@@ -1,0 +1,171 @@
+//! The SQL of a load, generated from the layout: staging, checks and the merge.
+//!
+//! Identifiers come only from the static layout tables, never from input, and values only
+//! ever travel through COPY or bind parameters, so nothing in a file can reach SQL as text.
+
+use crate::layout::{Column, Layout};
+
+/// The per-transaction staging table (temporary: no WAL, private to the session, dropped
+/// at commit or rollback).
+pub const STAGE: &str = "cusip_stage";
+/// Keys that occur more than once in the file.
+pub const REPEATS: &str = "cusip_repeats";
+
+fn list(cols: &[&str], prefix: &str) -> String {
+    cols.iter()
+        .map(|c| format!("{prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn create_stage(l: &Layout) -> String {
+    let cols: Vec<String> = l
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.kind.sql_type()))
+        .collect();
+    format!(
+        "CREATE TEMP TABLE {STAGE} (line bigint NOT NULL, {}) ON COMMIT DROP",
+        cols.join(", ")
+    )
+}
+
+pub fn copy_in(l: &Layout) -> String {
+    format!(
+        "COPY {STAGE} (line, {}) FROM STDIN (FORMAT binary)",
+        list(&l.column_names(), "")
+    )
+}
+
+/// Groups the staged keys that occur more than once, with the lines they occur on.
+pub fn find_repeats(l: &Layout) -> String {
+    let keys = list(&l.key_names(), "");
+    format!(
+        "CREATE TEMP TABLE {REPEATS} ON COMMIT DROP AS \
+         SELECT {keys}, count(*) AS n, min(line) AS first_line, max(line) AS last_line, \
+                (array_agg(line ORDER BY line))[1:5] AS lines \
+         FROM {STAGE} GROUP BY {keys} HAVING count(*) > 1"
+    )
+}
+
+/// Total repeated records (records beyond the first per key) and the number of keys.
+pub fn count_repeats() -> String {
+    format!("SELECT coalesce(sum(n - 1), 0)::bigint, count(*)::bigint FROM {REPEATS}")
+}
+
+/// The first few repeated keys, in file order, as `key` text and line list.
+pub fn repeat_examples(l: &Layout, limit: u32) -> String {
+    let key = l.key_names().join(" || ' ' || ");
+    format!("SELECT {key}, lines FROM {REPEATS} ORDER BY first_line LIMIT {limit}")
+}
+
+/// Keeps only the last record of each repeated key: the day's last transaction wins.
+pub fn drop_superseded(l: &Layout) -> String {
+    let on: Vec<String> = l
+        .key_names()
+        .iter()
+        .map(|k| format!("s.{k} = r.{k}"))
+        .collect();
+    format!(
+        "DELETE FROM {STAGE} s USING {REPEATS} r WHERE {} AND s.line <> r.last_line",
+        on.join(" AND ")
+    )
+}
+
+/// Staged rows whose parent row is missing: first few by line, with the total.
+pub fn foreign_key_misses(l: &Layout, limit: u32) -> Option<String> {
+    let fk = l.foreign_key.as_ref()?;
+    let on: Vec<String> = fk
+        .columns
+        .iter()
+        .map(|k| format!("p.{k} = s.{k}"))
+        .collect();
+    let shown = fk
+        .columns
+        .iter()
+        .map(|k| format!("s.{k}"))
+        .collect::<Vec<_>>()
+        .join(" || ' ' || ");
+    Some(format!(
+        "SELECT s.line, {shown}, count(*) OVER ()::bigint FROM {STAGE} s \
+         WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE {}) ORDER BY s.line LIMIT {limit}",
+        fk.parent,
+        on.join(" AND ")
+    ))
+}
+
+/// Staged rows holding a code their code table does not know: first few, with the total.
+pub fn code_misses(c: &Column, limit: u32) -> Option<String> {
+    let table = c.code_table?;
+    let col = c.name;
+    Some(format!(
+        "SELECT s.line, s.{col}::text, count(*) OVER ()::bigint FROM {STAGE} s \
+         WHERE s.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {table} r WHERE r.code = s.{col}) \
+         ORDER BY s.line LIMIT {limit}"
+    ))
+}
+
+/// Inserts new keys and updates only rows that differ, returning (inserted, updated).
+///
+/// The `WHERE ... IS DISTINCT FROM` makes an unchanged row a no-op: no new tuple, no WAL,
+/// xmin untouched. `xmax = 0` tells a fresh insert from an update in `RETURNING`.
+pub fn merge(l: &Layout) -> String {
+    let cols = list(&l.column_names(), "");
+    let keys = list(&l.key_names(), "");
+    let non_keys: Vec<&str> = l.non_key_columns().map(|c| c.name).collect();
+    let set: Vec<String> = non_keys
+        .iter()
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    format!(
+        "WITH m AS ( \
+           INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM {STAGE} ORDER BY {keys} \
+           ON CONFLICT ({keys}) DO UPDATE SET {set} \
+           WHERE ({old}) IS DISTINCT FROM ({new}) \
+           RETURNING (t.xmax = 0) AS inserted) \
+         SELECT count(*) FILTER (WHERE inserted)::bigint, count(*) FILTER (WHERE NOT inserted)::bigint FROM m",
+        table = l.table,
+        set = set.join(", "),
+        old = list(&non_keys, "t."),
+        new = list(&non_keys, "EXCLUDED."),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{FileType, ISSUE, ISSUER};
+
+    #[test]
+    fn statements_come_from_the_layout() {
+        let s = create_stage(&ISSUE);
+        assert!(s.starts_with("CREATE TEMP TABLE cusip_stage (line bigint NOT NULL, issuer_num varchar(6), issue_num varchar(2)"));
+        assert!(s.contains("rate numeric(6,3)") && s.ends_with("ON COMMIT DROP"));
+        assert!(copy_in(&ISSUER).contains("(line, issuer_num, issuer_check,"));
+        assert!(merge(&ISSUE).contains(
+            "ON CONFLICT (issuer_num, issue_num) DO UPDATE SET issue_check = EXCLUDED.issue_check"
+        ));
+        assert!(foreign_key_misses(&ISSUER, 5).is_none());
+        assert!(foreign_key_misses(&ISSUE, 5)
+            .unwrap()
+            .contains("FROM issuer p WHERE p.issuer_num = s.issuer_num"));
+    }
+
+    #[test]
+    fn every_code_column_gets_a_check() {
+        for t in FileType::ALL {
+            let n = t
+                .layout()
+                .columns
+                .iter()
+                .filter_map(|c| code_misses(c, 5))
+                .count();
+            let expected = match t {
+                FileType::Issuer => 3,
+                FileType::Issue => 3,
+                FileType::IssueAttr => 3,
+            };
+            assert_eq!(n, expected, "{t}");
+        }
+    }
+}

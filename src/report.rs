@@ -1,0 +1,248 @@
+//! The run summary: a table a person reads, or one JSON document a machine reads.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::error::Exit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Loaded,
+    Failed,
+    Interrupted,
+    NotAttempted,
+}
+
+impl Status {
+    fn label(self) -> &'static str {
+        match self {
+            Status::Loaded => "loaded",
+            Status::Failed => "FAILED",
+            Status::Interrupted => "INTERRUPTED",
+            Status::NotAttempted => "not attempted",
+        }
+    }
+}
+
+/// A key that occurred more than once, and (up to five of) its lines. The last one won.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repeat {
+    pub key: String,
+    pub lines: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: &'static str,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub file: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub file_type: &'static str,
+    pub bytes: u64,
+    pub fingerprint: Option<String>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub records: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub repeated: u64,
+    pub repeated_examples: Vec<Repeat>,
+    pub seconds: f64,
+    pub mb_per_s: f64,
+    pub phases: Vec<Phase>,
+    pub status: Status,
+    pub error: Option<String>,
+}
+
+impl FileReport {
+    pub fn new(file: &str, source: &str, file_type: &'static str) -> FileReport {
+        FileReport {
+            file: file.to_string(),
+            source: source.to_string(),
+            file_type,
+            bytes: 0,
+            fingerprint: None,
+            started_at: None,
+            records: 0,
+            inserted: 0,
+            updated: 0,
+            unchanged: 0,
+            repeated: 0,
+            repeated_examples: Vec::new(),
+            seconds: 0.0,
+            mb_per_s: 0.0,
+            phases: Vec::new(),
+            status: Status::NotAttempted,
+            error: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub ok: bool,
+    pub exit_code: i32,
+    pub files: Vec<FileReport>,
+    /// A failure that belongs to no single file (usage, connection, interruption).
+    pub error: Option<String>,
+}
+
+impl Summary {
+    pub fn new(files: Vec<FileReport>, exit: Exit, error: Option<String>) -> Summary {
+        Summary {
+            ok: exit == Exit::Ok,
+            exit_code: exit.code(),
+            files,
+            error,
+        }
+    }
+
+    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, self)?;
+        writeln!(out)
+    }
+
+    pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let head = [
+            "FILE",
+            "TYPE",
+            "RECORDS",
+            "INSERTED",
+            "UPDATED",
+            "UNCHANGED",
+            "REPEATED",
+            "SECONDS",
+            "MB/S",
+            "STATUS",
+        ];
+        let rows: Vec<[String; 10]> = self
+            .files
+            .iter()
+            .map(|f| {
+                let attempted = f.status != Status::NotAttempted;
+                let n = |v: u64| if attempted { v.to_string() } else { "-".into() };
+                [
+                    f.file.clone(),
+                    f.file_type.to_string(),
+                    n(f.records),
+                    n(f.inserted),
+                    n(f.updated),
+                    n(f.unchanged),
+                    n(f.repeated),
+                    if attempted {
+                        format!("{:.2}", f.seconds)
+                    } else {
+                        "-".into()
+                    },
+                    if attempted {
+                        format!("{:.1}", f.mb_per_s)
+                    } else {
+                        "-".into()
+                    },
+                    f.status.label().to_string(),
+                ]
+            })
+            .collect();
+        let mut width = head.map(str::len);
+        for r in &rows {
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut s = String::new();
+            for (i, (c, w)) in cells.iter().zip(width).enumerate() {
+                // Text columns left-aligned, numbers right-aligned.
+                if i < 2 || i == 9 {
+                    s.push_str(&format!("{c:<w$}"));
+                } else {
+                    s.push_str(&format!("{c:>w$}"));
+                }
+                if i < 9 {
+                    s.push_str("  ");
+                }
+            }
+            s.trim_end().to_string()
+        };
+        writeln!(out, "{}", line(&head.map(String::from)))?;
+        for r in &rows {
+            writeln!(out, "{}", line(r))?;
+        }
+        for f in &self.files {
+            if !f.repeated_examples.is_empty() {
+                let shown: Vec<String> = f
+                    .repeated_examples
+                    .iter()
+                    .map(|r| {
+                        let lines: Vec<String> = r.lines.iter().map(i64::to_string).collect();
+                        format!("{} (lines {})", r.key, lines.join(", "))
+                    })
+                    .collect();
+                writeln!(
+                    out,
+                    "{}: {} repeated record{} (last one wins), e.g. {}",
+                    f.file,
+                    f.repeated,
+                    if f.repeated == 1 { "" } else { "s" },
+                    shown.join("; ")
+                )?;
+            }
+        }
+        for f in &self.files {
+            if let Some(e) = &f.error {
+                writeln!(out, "{}: {}", f.file, e.lines().next().unwrap_or(""))?;
+            }
+        }
+        if let Some(e) = &self.error {
+            writeln!(out, "error: {}", e.lines().next().unwrap_or(""))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Summary {
+        let mut a = FileReport::new("CED01-15R.PIP", "/d/CED01-15R.PIP", "issuer");
+        a.records = 300;
+        a.inserted = 299;
+        a.repeated = 1;
+        a.repeated_examples = vec![Repeat {
+            key: "00123A".into(),
+            lines: vec![4, 9],
+        }];
+        a.status = Status::Loaded;
+        let b = FileReport::new("CED01-15E.PIP", "/d/CED01-15E.PIP", "issue");
+        Summary::new(vec![a, b], Exit::DataErr, Some("boom".into()))
+    }
+
+    #[test]
+    fn table_lists_every_file_and_the_repeats() {
+        let mut out = Vec::new();
+        sample().write_table(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.lines().next().unwrap().starts_with("FILE"));
+        assert!(text.contains("CED01-15R.PIP  issuer"), "{text}");
+        assert!(text.contains("not attempted"), "{text}");
+        assert!(text.contains("00123A (lines 4, 9)"), "{text}");
+    }
+
+    #[test]
+    fn json_is_one_document() {
+        let mut out = Vec::new();
+        sample().write_json(&mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["exit_code"], 65);
+        assert_eq!(v["files"][0]["type"], "issuer");
+        assert_eq!(v["files"][1]["status"], "not_attempted");
+    }
+}

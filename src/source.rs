@@ -1,0 +1,160 @@
+//! Where a file's bytes come from.
+//!
+//! The loader only needs a name, a type, a size hint and a `Read`; S3 objects will plug in
+//! here as another `Origin` without touching parsing, COPY or the merge.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::layout::FileType;
+
+#[derive(Debug, Clone)]
+pub enum Origin {
+    Local(PathBuf),
+}
+
+/// One file to load, checked to exist and to have a known type before anything connects.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The bare file name, as messages show it (`CED01-15E.PIP`).
+    pub name: String,
+    /// Path or URI, as the journal records it.
+    pub source: String,
+    pub file_type: FileType,
+    pub size: Option<u64>,
+    pub origin: Origin,
+}
+
+impl Input {
+    /// A local file; its type comes from `--type` or the name's `R/E/A.PIP` suffix.
+    pub fn local(path: &Path, type_override: Option<FileType>) -> Result<Input, Error> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::NoInput(format!("{shown}: no such file")),
+            io::ErrorKind::PermissionDenied => {
+                Error::NoInput(format!("{shown}: permission denied"))
+            }
+            _ => Error::NoInput(format!("{shown}: {e}")),
+        })?;
+        if meta.is_dir() {
+            return Err(Error::NoInput(format!(
+                "{shown}: is a directory, not a PIP file (loading a directory by date comes with --dir)"
+            )));
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| shown.to_string());
+        let file_type = match type_override.or_else(|| FileType::from_file_name(&name)) {
+            Some(t) => t,
+            None => {
+                return Err(Error::Usage(format!(
+                    "{shown}: cannot tell the file type from its name (expected a name ending in \
+                     R.PIP, E.PIP or A.PIP); give --type issuer|issue|issue_attr"
+                )))
+            }
+        };
+        let source = std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string();
+        Ok(Input {
+            name,
+            source,
+            file_type,
+            size: Some(meta.len()),
+            origin: Origin::Local(path.to_path_buf()),
+        })
+    }
+
+    /// Opens the bytes for reading.
+    pub fn open(&self) -> Result<Box<dyn Read + Send>, Error> {
+        match &self.origin {
+            Origin::Local(p) => {
+                let f = File::open(p).map_err(|e| match e.kind() {
+                    io::ErrorKind::NotFound => {
+                        Error::NoInput(format!("{}: no such file", p.display()))
+                    }
+                    _ => Error::NoInput(format!("{}: cannot open: {e}", p.display())),
+                })?;
+                Ok(Box::new(f))
+            }
+        }
+    }
+}
+
+/// Passes bytes through while computing their SHA-256, the local file's identity in the
+/// journal, so fingerprinting costs no second read.
+pub struct Fingerprint<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Fingerprint<R> {
+    pub fn new(inner: R) -> Self {
+        Fingerprint {
+            inner,
+            hash: Sha256::new(),
+        }
+    }
+
+    /// Lower-case hex digest of everything read so far.
+    pub fn hex(self) -> String {
+        self.hash
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl<R: Read> Read for Fingerprint<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_sha256() {
+        let mut f = Fingerprint::new(&b"abc"[..]);
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).unwrap();
+        assert_eq!(
+            f.hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn type_and_existence_are_checked_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ced01-15e.pip");
+        std::fs::write(&p, b"x").unwrap();
+        assert_eq!(Input::local(&p, None).unwrap().file_type, FileType::Issue);
+        assert_eq!(
+            Input::local(&p, Some(FileType::Issuer)).unwrap().file_type,
+            FileType::Issuer
+        );
+        let q = dir.path().join("data.txt");
+        std::fs::write(&q, b"x").unwrap();
+        assert!(matches!(Input::local(&q, None), Err(Error::Usage(_))));
+        assert!(matches!(
+            Input::local(&dir.path().join("nope"), None),
+            Err(Error::NoInput(_))
+        ));
+        assert!(matches!(
+            Input::local(dir.path(), None),
+            Err(Error::NoInput(_))
+        ));
+    }
+}

@@ -1,0 +1,486 @@
+//! Test harness: one throwaway PostgreSQL cluster per test binary, one database per test.
+//!
+//! The cluster lives in a temp dir, listens on a free 127.0.0.1 port, and is stopped and
+//! removed when the test binary exits. `initdb` refuses to run as root, so when the tests
+//! run as root (CI) the server runs as the `postgres` user.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub bin: PathBuf,
+    run_as: Option<String>,
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The PostgreSQL binaries: `$PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`, else
+/// wherever `initdb` is on the PATH.
+fn pg_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PG_BIN") {
+        return PathBuf::from(p);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    if let Some(p) = versions.pop() {
+        return p;
+    }
+    let out = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .expect("sh");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        !path.is_empty(),
+        "PostgreSQL server binaries not found: run `make setup` (or set PG_BIN)"
+    );
+    std::fs::canonicalize(&path)
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+extern "C" fn stop_cluster() {
+    if let Some(c) = CLUSTER.get() {
+        let _ = c
+            .pg_cmd("pg_ctl")
+            .args(["-D", &c.data(), "-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&c.dir);
+    }
+}
+
+impl Cluster {
+    pub fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    /// A command for a server-side binary, run as the cluster's owner.
+    pub fn pg_cmd(&self, name: &str) -> Command {
+        let exe = self.bin.join(name);
+        match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        }
+    }
+
+    fn start() -> Cluster {
+        let bin = pg_bin();
+        let dir = std::env::temp_dir().join(format!(
+            "cusip-test-pg-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run_as = if is_root() {
+            Some("postgres".to_string())
+        } else {
+            None
+        };
+        if let Some(u) = &run_as {
+            let ok = Command::new("chown")
+                .args(["-R", u])
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(
+                ok,
+                "cannot chown the test cluster dir to {u}: run `make setup`"
+            );
+        }
+        let port = free_port();
+        let c = Cluster {
+            dir,
+            port,
+            bin,
+            run_as,
+        };
+        let out = c
+            .pg_cmd("initdb")
+            .args([
+                "-D",
+                &c.data(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=100 -c shared_buffers=64MB",
+            c.dir.display()
+        );
+        let log = c.dir.join("server.log").display().to_string();
+        let out = c
+            .pg_cmd("pg_ctl")
+            .args(["-D", &c.data(), "-l", &log, "-o", &opts, "-w", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        c
+    }
+}
+
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        let c = Cluster::start();
+        unsafe {
+            libc::atexit(stop_cluster);
+        }
+        c
+    })
+}
+
+/// A fresh database of the shared cluster, with the schema applied by the loader itself.
+pub struct Db {
+    pub name: String,
+}
+
+impl Db {
+    /// A new empty database (no schema).
+    pub fn empty(tag: &str) -> Db {
+        let c = cluster();
+        let name = format!("t_{}_{}", tag, COUNTER.fetch_add(1, Ordering::SeqCst));
+        let db = Db { name };
+        let out = psql_on("postgres", &format!("CREATE DATABASE {}", db.name));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = c;
+        db
+    }
+
+    /// A new database with the schema applied through `cusip-loader --init-schema`.
+    pub fn new(tag: &str) -> Db {
+        let db = Db::empty(tag);
+        let out = db.loader().arg("--init-schema").output().unwrap();
+        assert!(
+            out.status.success(),
+            "--init-schema failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        db
+    }
+
+    /// The loader, pointed at this database by environment (as a scheduler would).
+    pub fn loader(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cusip-loader"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CUSIP_DB_HOST", "127.0.0.1")
+            .env("CUSIP_DB_PORT", cluster().port.to_string())
+            .env("CUSIP_DB_NAME", &self.name)
+            .env("CUSIP_DB_USER", "postgres")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a query, returning psql's unaligned output; panics on SQL errors.
+    pub fn sql(&self, q: &str) -> String {
+        let out = psql_on(&self.name, q);
+        assert!(
+            out.status.success(),
+            "psql failed on {q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn count(&self, table: &str) -> u64 {
+        self.sql(&format!("SELECT count(*) FROM {table}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Every row of a table as COPY text, in key order: equal dumps mean equal contents.
+    pub fn dump(&self, table: &str) -> String {
+        let order = match table {
+            "issuer" => "issuer_num",
+            "issue" | "issue_attribute" => "issuer_num, issue_num",
+            t if t.starts_with("ref_") => "code",
+            _ => "1",
+        };
+        self.sql(&format!(
+            "COPY (SELECT * FROM {table} ORDER BY {order}) TO STDOUT"
+        ))
+    }
+
+    /// Master and code tables, plus each master row's xmin and ctid (its physical version):
+    /// equal snapshots mean nothing was written.
+    pub fn snapshot(&self) -> String {
+        let mut s = String::new();
+        for t in MASTER.into_iter().chain(REF_TABLES) {
+            s.push_str(&format!("== {t}\n{}", self.dump(t)));
+        }
+        for (t, k) in [
+            ("issuer", "issuer_num"),
+            ("issue", "issuer_num, issue_num"),
+            ("issue_attribute", "issuer_num, issue_num"),
+        ] {
+            s.push_str(&self.sql(&format!(
+                "COPY (SELECT xmin, ctid FROM {t} ORDER BY {k}) TO STDOUT"
+            )));
+        }
+        s
+    }
+
+    /// `(status, records, inserted, updated, unchanged, repeated)` of journal rows, oldest first.
+    pub fn journal(&self) -> Vec<Vec<String>> {
+        self.sql(
+            "SELECT file_name, status, records_read, inserted, updated, unchanged, repeated_keys \
+             FROM load_journal ORDER BY id",
+        )
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect()
+    }
+}
+
+pub const MASTER: [&str; 3] = ["issuer", "issue", "issue_attribute"];
+pub const REF_TABLES: [&str; 9] = [
+    "ref_issuer_type",
+    "ref_issuer_status",
+    "ref_issuer_transaction",
+    "ref_issue_status",
+    "ref_issue_transaction",
+    "ref_govt_stimulus_program",
+    "ref_payment_frequency",
+    "ref_sale_type",
+    "ref_offering_amount_code",
+];
+
+pub fn psql_on(db: &str, q: &str) -> Output {
+    let c = cluster();
+    Command::new(c.bin.join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+        ])
+        .arg(c.port.to_string())
+        .args(["-d", db, "-c", q])
+        .output()
+        .unwrap()
+}
+
+/// Feeds `data` to psql's stdin running `q` (e.g. a COPY FROM STDIN).
+pub fn psql_stdin(db: &str, q: &str, data: &[u8]) {
+    use std::io::Write;
+    let c = cluster();
+    let mut child = Command::new(c.bin.join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+        ])
+        .arg(c.port.to_string())
+        .args(["-d", db, "-c", q])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "psql failed on {q}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
+}
+
+/// Runs a command and returns (exit code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The loader's JSON summary from a run with `--output json`.
+pub fn summary(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// The project's generator example, built on demand in the same profile as the tests.
+pub fn generator() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_cusip-loader"));
+    let dir = exe.parent().unwrap();
+    let gen = dir.join("examples").join("generate");
+    if !gen.exists() {
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["build", "--quiet", "--example", "generate"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if release {
+            c.arg("--release");
+        }
+        assert!(
+            c.status().unwrap().success(),
+            "building the generator failed"
+        );
+    }
+    gen
+}
+
+/// Reference model of a file, independent of the loader: split lines on `|`, drop blank
+/// lines and the trailer, keep the last record per key. Zero dates become empty (NULL).
+pub fn expected_rows(path: &Path, key_fields: usize) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    let mut rows: std::collections::HashMap<Vec<u8>, Vec<u8>> = std::collections::HashMap::new();
+    for raw in bytes.split(|&b| b == b'\n') {
+        let mut line = raw.to_vec();
+        while matches!(line.last(), Some(b'\r') | Some(0x1a)) {
+            line.pop();
+        }
+        if line.is_empty() || line.starts_with(b"999999") {
+            continue;
+        }
+        let fields: Vec<&[u8]> = line.split(|&b| b == b'|').collect();
+        let key = fields[..key_fields].join(&b'|');
+        let cleaned: Vec<Vec<u8>> = fields
+            .iter()
+            .map(|f| {
+                if *f == b"0000-00-00" || *f == b"00000000" {
+                    Vec::new()
+                } else {
+                    f.to_vec()
+                }
+            })
+            .collect();
+        if !rows.contains_key(&key) {
+            order.push(key.clone());
+        }
+        rows.insert(key, cleaned.join(&b'|'));
+    }
+    order
+        .into_iter()
+        .map(|k| rows.remove(&k).unwrap())
+        .collect()
+}
+
+/// Loads the reference rows of `files` (in order, later files winning per key) into a copy
+/// of `table` through PostgreSQL's own text input, and asserts the loaded table equals it
+/// in every column of every row.
+pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
+    let key_fields = if table == "issuer" { 1 } else { 2 };
+    let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for f in files {
+        for row in expected_rows(f, key_fields) {
+            let key: Vec<u8> = row
+                .split(|&b| b == b'|')
+                .take(key_fields)
+                .collect::<Vec<_>>()
+                .join(&b'|');
+            match merged.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = row,
+                None => merged.push((key, row)),
+            }
+        }
+    }
+    let mut data = Vec::new();
+    for (_, row) in &merged {
+        data.extend_from_slice(row);
+        data.push(b'\n');
+    }
+    let exp = format!("expected_{table}");
+    db.sql(&format!(
+        "DROP TABLE IF EXISTS {exp}; CREATE TABLE {exp} (LIKE {table})"
+    ));
+    psql_stdin(
+        &db.name,
+        &format!("COPY {exp} FROM STDIN (FORMAT csv, DELIMITER '|', QUOTE E'\\x01')"),
+        &data,
+    );
+    let missing = db.sql(&format!(
+        "SELECT count(*) FROM (TABLE {exp} EXCEPT TABLE {table}) x"
+    ));
+    let extra = db.sql(&format!(
+        "SELECT count(*) FROM (TABLE {table} EXCEPT TABLE {exp}) x"
+    ));
+    let sample = db.sql(&format!(
+        "SELECT * FROM (TABLE {exp} EXCEPT TABLE {table}) x LIMIT 3"
+    ));
+    assert_eq!(
+        (missing.trim(), extra.trim()),
+        ("0", "0"),
+        "{table} differs from the files; expected rows not loaded exactly, e.g.:\n{sample}"
+    );
+    assert_eq!(db.count(table), merged.len() as u64, "{table} row count");
+    db.sql(&format!("DROP TABLE {exp}"));
+}

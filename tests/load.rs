@@ -1,0 +1,473 @@
+//! End-to-end: the real binary against a real PostgreSQL cluster.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn day(d: &str) -> Vec<PathBuf> {
+    ["R", "E", "A"]
+        .iter()
+        .map(|t| testdata(&format!("CED{d}{t}.PIP")))
+        .collect()
+}
+
+fn load(db: &Db, files: &[PathBuf]) -> (i32, serde_json::Value, String) {
+    let (code, out, err) = run(db.loader().args(files).args(["--output", "json"]));
+    let v = summary(&out);
+    (code, v, err)
+}
+
+fn counts(v: &serde_json::Value, i: usize) -> [u64; 5] {
+    let f = &v["files"][i];
+    ["records", "inserted", "updated", "unchanged", "repeated"].map(|k| f[k].as_u64().unwrap())
+}
+
+#[test]
+fn sample_date_loads_every_column_of_every_row_exactly() {
+    let db = Db::new("sample");
+    let (code, v, err) = load(&db, &day("01-15"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["ok"], true);
+    for (i, (table, file)) in MASTER.iter().zip(day("01-15")).enumerate() {
+        assert_table_matches(&db, table, std::slice::from_ref(&file));
+        let rows = expected_rows(&file, if i == 0 { 1 } else { 2 }).len() as u64;
+        let [records, inserted, updated, unchanged, _] = counts(&v, i);
+        assert_eq!((inserted, updated, unchanged), (rows, 0, 0), "{table}");
+        assert!(records >= rows);
+    }
+    // Every load is journalled with its counts and the file's sha256.
+    let j = db.journal();
+    assert_eq!(j.len(), 3);
+    assert!(j.iter().all(|r| r[1] == "loaded"), "{j:?}");
+    let fp = db.sql("SELECT fingerprint FROM load_journal ORDER BY id LIMIT 1");
+    assert_eq!(fp.trim().len(), 64);
+    // The views answer.
+    assert!(db.count("v_security_summary") > 0);
+}
+
+#[test]
+fn reloading_the_same_files_rewrites_no_row() {
+    let db = Db::new("reload");
+    assert_eq!(load(&db, &day("01-15")).0, 0);
+    let before = db.snapshot();
+    let (code, v, err) = load(&db, &day("01-15"));
+    assert_eq!(code, 0, "{err}");
+    for i in 0..3 {
+        let [records, inserted, updated, unchanged, repeated] = counts(&v, i);
+        assert_eq!((inserted, updated), (0, 0), "file {i}");
+        assert_eq!(unchanged, records - repeated);
+    }
+    // Same xmin and ctid for every row: nothing was physically rewritten.
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn the_delta_gives_exact_counts_and_contents() {
+    let db = Db::new("delta");
+    assert_eq!(load(&db, &day("01-15")).0, 0);
+    let (code, v, err) = load(&db, &day("01-16"));
+    assert_eq!(code, 0, "{err}");
+    for (i, table) in MASTER.iter().enumerate() {
+        let keys = if i == 0 { 1 } else { 2 };
+        let old = expected_rows(&day("01-15")[i], keys);
+        let new = expected_rows(&day("01-16")[i], keys);
+        let key = |r: &Vec<u8>| {
+            r.split(|&b| b == b'|')
+                .take(keys)
+                .collect::<Vec<_>>()
+                .concat()
+        };
+        let (mut ins, mut upd, mut same) = (0, 0, 0);
+        for r in &new {
+            match old.iter().find(|o| key(o) == key(r)) {
+                None => ins += 1,
+                Some(o) if o == r => same += 1,
+                Some(_) => upd += 1,
+            }
+        }
+        let data_lines = std::fs::read(&day("01-16")[i])
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty() && !l.starts_with(b"999999") && *l != b"\x1a" && *l != b"\r")
+            .count() as u64;
+        let [records, inserted, updated, unchanged, repeated] = counts(&v, i);
+        assert_eq!(records, data_lines, "{table} records");
+        assert_eq!(repeated, records - new.len() as u64, "{table} repeated");
+        assert!(repeated > 0, "the delta has a repeated key in {table}");
+        assert_eq!(
+            (inserted, updated, unchanged),
+            (ins, upd, same),
+            "{table} counts"
+        );
+        assert!(
+            ins > 0 && upd > 0 && same > 0,
+            "{table}: the delta must exercise all three"
+        );
+        assert_table_matches(
+            &db,
+            table,
+            &[day("01-15")[i].clone(), day("01-16")[i].clone()],
+        );
+        // The report names the repeated keys and their lines.
+        let ex = &v["files"][i]["repeated_examples"][0];
+        assert!(ex["lines"].as_array().unwrap().len() >= 2, "{ex}");
+    }
+}
+
+/// (file, line, column) of the first problem each bad file must be reported with.
+const BAD: &[(&str, &str, &str)] = &[
+    ("badcode-E.PIP", "line 2", "column issue_status"),
+    ("baddate-E.PIP", "line 5", "column maturity_date"),
+    ("baddateformat-E.PIP", "line 2", "column dated_date"),
+    ("badint-E.PIP", "line 3", "column partial_maturity"),
+    ("badutf8-R.PIP", "line 3", "column issuer_name_1"),
+    ("emptykey-R.PIP", "line 3", "column issuer_num"),
+    (
+        "fieldcount-R.PIP",
+        "line 4",
+        "has 15 fields; an issuer record has 16",
+    ),
+    ("fkissue-A.PIP", "line 3", "column issuer_num+issue_num"),
+    ("fkissuer-E.PIP", "line 5", "column issuer_num"),
+    ("notrailer-R.PIP", "without the 999999 trailer", "truncated"),
+    ("nul-R.PIP", "line 4", "column issuer_name_1"),
+    (
+        "numprecision-E.PIP",
+        "line 3",
+        "column rate: \"1234.5\" has 4 integer digits; numeric(6,3) allows 3",
+    ),
+    (
+        "numscale-E.PIP",
+        "line 4",
+        "column rate: \"5.2505\" has 4 decimals; numeric(6,3) allows 3",
+    ),
+    ("toolong-E.PIP", "line 3", "column issue_desc_1"),
+    (
+        "toolong-space-R.PIP",
+        "line 2",
+        "is 31 characters; varchar(30) allows 30",
+    ),
+];
+
+#[test]
+fn every_bad_file_is_refused_with_its_line_and_column_and_changes_nothing() {
+    let db = Db::new("bad");
+    assert_eq!(load(&db, &day("01-15")).0, 0);
+    let mut checked = 0;
+    for (file, line, column) in BAD {
+        let before = db.snapshot();
+        let journal_before = db.journal().len();
+        let (code, out, err) = run(db.loader().arg(testdata(&format!("bad/{file}"))));
+        assert_eq!(code, 65, "{file}: {err}");
+        assert!(
+            err.contains(&format!("{file} {line}")) || err.contains(line),
+            "{file}: {err}"
+        );
+        assert!(
+            err.contains(column),
+            "{file} should mention {column}: {err}"
+        );
+        assert!(out.contains("FAILED"), "{file}: {out}");
+        assert_eq!(db.snapshot(), before, "{file} changed the tables");
+        let j = db.journal();
+        assert_eq!(
+            j.len(),
+            journal_before + 1,
+            "{file}: the failed attempt is journalled"
+        );
+        assert_eq!(j.last().unwrap()[1], "failed");
+        checked += 1;
+    }
+    assert_eq!(
+        checked,
+        std::fs::read_dir(testdata("bad")).unwrap().count() - 1,
+        "every file in testdata/bad has a case"
+    );
+}
+
+#[test]
+fn at_most_twenty_problems_are_collected() {
+    let db = Db::new("twenty");
+    assert_eq!(load(&db, &day("01-15")).0, 0);
+    let (code, _, err) = run(db.loader().arg(testdata("bad/baddate25-E.PIP")));
+    assert_eq!(code, 65);
+    assert_eq!(err.matches("column maturity_date").count(), 20, "{err}");
+    assert!(err.contains("there are more"), "{err}");
+}
+
+fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn awkward_bytes_survive_exactly() {
+    let db = Db::new("awkward");
+    let dir = tempfile::tempdir().unwrap();
+    // 30 characters, multibyte, full width; segment-edge spaces; quotes and backslashes.
+    let full = "Société Générale Zürich Ünïcôd";
+    assert_eq!(full.chars().count(), 30);
+    let rows = [
+        format!("00001A|1|{full}| SECOND SEGMENT |THIRD ||||||C|A||A|NY|20240115"),
+        r#"00002B|2|"QUOTED" NAME|BACK\SLASH \N|\\|||||"|M|D|0000-00-00|B||01/15/2024"#.to_string(),
+        "00003C|3|TRAILING SPACE |  |||||||G|A|00000000|L|CA|2024-01-15".to_string(),
+    ];
+    // CRLF, a blank line, the trailer, 0x1A and no final newline.
+    let body = format!(
+        "{}\r\n\r\n{}\r\n{}\r\n999999|END\r\n\x1a",
+        rows[0], rows[1], rows[2]
+    );
+    let f = write(dir.path(), "CED02-01R.PIP", body.as_bytes());
+    let (code, _, err) = run(db.loader().arg(&f));
+    assert_eq!(code, 0, "{err}");
+    assert_table_matches(&db, "issuer", std::slice::from_ref(&f));
+    assert_eq!(
+        db.sql("SELECT issuer_name_1 FROM issuer WHERE issuer_num = '00002B'"),
+        "\"QUOTED\" NAME\n"
+    );
+    assert_eq!(
+        db.sql("SELECT issuer_name_2 FROM issuer WHERE issuer_num = '00002B'"),
+        "BACK\\SLASH \\N\n"
+    );
+    assert_eq!(
+        db.sql("SELECT length(issuer_name_2) FROM issuer WHERE issuer_num = '00001A'"),
+        "16\n"
+    );
+    assert_eq!(
+        db.sql("SELECT issuer_name_1 FROM issuer WHERE issuer_num = '00001A'"),
+        format!("{full}\n")
+    );
+
+    // One character more is refused, and nothing changes.
+    let before = db.snapshot();
+    let over = format!("00004D|4|{full}X||||||||C|A||A|NY|\n999999\n");
+    let f = write(dir.path(), "CED02-02R.PIP", over.as_bytes());
+    let (code, _, err) = run(db.loader().arg(&f));
+    assert_eq!(code, 65);
+    assert!(
+        err.contains("line 1, column issuer_name_1")
+            && err.contains("is 31 characters; varchar(30) allows 30"),
+        "{err}"
+    );
+    assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn text_in_other_encodings_is_transcoded_only_when_declared() {
+    let db = Db::new("latin1");
+    for (file, enc, want) in [
+        ("latin1/latin1-R.PIP", "latin1", "é"),
+        ("latin1/cp1252-R.PIP", "windows-1252", "€"),
+    ] {
+        let (code, _, err) = run(db.loader().arg(testdata(file)));
+        assert_eq!(code, 65, "{file} without --encoding: {err}");
+        assert!(err.contains("not valid UTF-8"), "{err}");
+        let (code, _, err) = run(db.loader().arg(testdata(file)).args(["--encoding", enc]));
+        assert_eq!(code, 0, "{file}: {err}");
+        let names = db.sql("SELECT string_agg(concat(issuer_name_1, issuer_name_2, issuer_name_3), ' ') FROM issuer");
+        assert!(names.contains(want), "{file}: {names}");
+    }
+}
+
+#[test]
+fn files_load_in_foreign_key_order_whatever_the_argument_order() {
+    let db = Db::new("order");
+    let mut files = day("01-15");
+    files.reverse();
+    let (code, v, err) = load(&db, &files);
+    assert_eq!(code, 0, "{err}");
+    let types: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["issuer", "issue", "issue_attr"]);
+    assert_table_matches(&db, "issue_attribute", &[day("01-15")[2].clone()]);
+}
+
+#[test]
+fn the_first_failure_stops_the_run() {
+    let db = Db::new("stop");
+    let files = vec![
+        testdata("CED01-15R.PIP"),
+        testdata("bad/fkissuer-E.PIP"),
+        testdata("CED01-15A.PIP"),
+    ];
+    let (code, v, _) = load(&db, &files);
+    assert_eq!(code, 65);
+    let status: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(status, ["loaded", "failed", "not_attempted"]);
+    assert!(db.count("issuer") > 0);
+    assert_eq!(db.count("issue") + db.count("issue_attribute"), 0);
+}
+
+#[test]
+fn type_override_and_usage_errors() {
+    let db = Db::new("usage");
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("issuers.txt");
+    std::fs::copy(testdata("CED01-15R.PIP"), &odd).unwrap();
+    let (code, _, err) = run(db.loader().arg(&odd));
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--type"), "{err}");
+    let (code, _, err) = run(db.loader().arg(&odd).args(["--type", "issuer"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, _) = run(db.loader().arg(&odd).args(["--type", "nonsense"]));
+    assert_eq!(code, 64);
+    let (code, _, _) = run(&mut db.loader());
+    assert_eq!(code, 64);
+    let (code, _, err) = run(db.loader().arg(dir.path().join("CED01-15R.PIP")));
+    assert_eq!(code, 66, "{err}");
+    assert!(err.contains("no such file"), "{err}");
+    let (code, _, err) = run(db.loader().arg(dir.path()));
+    assert_eq!(code, 66, "{err}");
+    let (code, out, _) = run(db.loader().arg("--help"));
+    assert_eq!(code, 0);
+    assert!(out.contains("Exit codes:") && out.contains("143"), "{out}");
+}
+
+#[test]
+fn database_problems_have_their_own_exit_codes() {
+    let db = Db::new("dberr");
+    let f = testdata("CED01-15R.PIP");
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, _, err) = run(db.loader().arg(&f).env("CUSIP_DB_PORT", port.to_string()));
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    // Flags beat the environment.
+    let (code, _, err) = run(db.loader().arg(&f).args(["--dbname", "no_such_db"]));
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("no_such_db"), "{err}");
+    // A database without the schema.
+    let bare = Db::empty("bare");
+    let (code, _, err) = run(bare.loader().arg(&f));
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("--init-schema"), "{err}");
+    // ... which --init-schema before the load fixes.
+    let (code, _, err) = run(bare.loader().arg(&f).arg("--init-schema"));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn the_password_is_never_printed() {
+    let db = Db::new("secret");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, out, err) = run(db
+        .loader()
+        .arg(testdata("CED01-15R.PIP"))
+        .env("CUSIP_DB_PORT", port.to_string())
+        .env("CUSIP_DB_PASSWORD", "hunter2-very-secret"));
+    assert_ne!(code, 0);
+    assert!(
+        !out.contains("hunter2") && !err.contains("hunter2"),
+        "{out}{err}"
+    );
+    let (_, help, _) = run(db
+        .loader()
+        .arg("--help")
+        .env("CUSIP_DB_PASSWORD", "hunter2-very-secret"));
+    assert!(!help.contains("hunter2"), "{help}");
+}
+
+#[test]
+fn the_schema_applies_twice_without_change() {
+    let db = Db::new("schema");
+    assert_eq!(load(&db, &day("01-15")).0, 0);
+    let dump = |db: &Db| {
+        let c = cluster();
+        let out = Command::new(c.bin.join("pg_dump"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+                &c.port.to_string(),
+                "--no-comments",
+                "-d",
+                &db.name,
+            ])
+            .args(["--exclude-table-data", "load_journal"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        // pg_dump 15.x may emit a random \restrict key line; it is not schema.
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let before = dump(&db);
+    let (code, _, err) = run(db.loader().arg("--init-schema"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(dump(&db), before);
+}
+
+#[test]
+fn json_and_table_summaries() {
+    let db = Db::new("summary");
+    let (code, out, _) = run(db.loader().args(day("01-15")));
+    assert_eq!(code, 0);
+    let header = out.lines().next().unwrap();
+    for col in [
+        "FILE",
+        "TYPE",
+        "RECORDS",
+        "INSERTED",
+        "UPDATED",
+        "UNCHANGED",
+        "REPEATED",
+        "SECONDS",
+        "MB/S",
+        "STATUS",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert_eq!(out.matches("loaded").count(), 3, "{out}");
+    let (code, out, _) =
+        run(db
+            .loader()
+            .args(day("01-15"))
+            .args(["--output", "json", "--log-format", "json"]));
+    assert_eq!(code, 0);
+    let v = summary(&out);
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["files"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let db = Db::new("jsonlog");
+    let (code, _, err) = run(db
+        .loader()
+        .arg(testdata("CED01-15R.PIP"))
+        .args(["--log-format", "json"]));
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(!lines.is_empty());
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["level"].is_string(), "{l}");
+    }
+}
