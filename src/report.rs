@@ -110,6 +110,13 @@ impl Summary {
     }
 
     pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.files.is_empty() {
+            // `--init-schema` alone, or a failure before any file: the error says it all.
+            return match &self.error {
+                Some(e) => writeln!(out, "error: {}", e.lines().next().unwrap_or("")),
+                None => writeln!(out, "schema applied; no files given"),
+            };
+        }
         let head = [
             "FILE",
             "TYPE",

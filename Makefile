@@ -1,0 +1,153 @@
+# Build glue for cusip-loader.
+#
+#   make setup   install what is missing (PostgreSQL server binaries, the postgres user)
+#   make build   release build
+#   make test    cargo test (the integration tests start their own throwaway clusters)
+#   make lint    rustfmt check + clippy, warnings are errors
+#   make demo    load the sample files into a throwaway cluster and show the result
+#
+# Variables you can override: CARGO, PG_BIN (directory holding initdb, pg_ctl, psql),
+# DEMO_DIR (default target/demo).
+
+SHELL := /bin/bash
+# Every recipe runs as ONE bash script that stops at the first failing command.
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := help
+
+CARGO    ?= cargo
+LOADER   := target/release/cusip-loader
+DEMO_DIR ?= target/demo
+
+# Hand PG_BIN through to cargo test and the demo when the caller set it
+# (environment or command line).
+ifdef PG_BIN
+export PG_BIN
+endif
+
+.PHONY: help setup build test lint demo clean
+
+help: ## Show this list
+	@echo "cusip-loader make targets:"
+	grep -E '^[a-z]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
+	  | awk -F':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
+
+setup: ## Install what is missing (PostgreSQL, postgres user, runuser); quiet when all is present
+	@as_root() {
+	  if [ "$$(id -u)" -eq 0 ]; then "$$@"
+	  elif command -v sudo >/dev/null; then sudo "$$@"
+	  else echo "setup: need root (or sudo) to run: $$*" >&2; return 1
+	  fi
+	}
+	apt_install() {
+	  echo "setup: installing $$*"
+	  as_root apt-get update -qq
+	  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$@" >/dev/null
+	}
+	# PostgreSQL server binaries: $$PG_BIN, initdb on the PATH, or the Debian layout.
+	if ! { [ -n "$${PG_BIN:-}" ] && [ -x "$$PG_BIN/initdb" ]; } \
+	   && ! command -v initdb >/dev/null \
+	   && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+	  apt_install postgresql
+	fi
+	# initdb refuses to run as root: as root, clusters run as the postgres user via runuser.
+	if [ "$$(id -u)" -eq 0 ]; then
+	  if ! getent passwd postgres >/dev/null; then
+	    echo "setup: creating system user postgres"
+	    useradd --system postgres
+	  fi
+	  command -v runuser >/dev/null || apt_install util-linux
+	fi
+
+build: ## cargo build --release
+	@$(CARGO) build --release
+
+test: setup ## cargo test (honours PG_BIN)
+	@$(CARGO) test
+
+lint: ## cargo fmt --check and clippy -D warnings
+	@$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# One bash script: a private cluster under $(DEMO_DIR), listening only on a Unix socket
+# (so a PostgreSQL already on 5432 is never touched), stopped and removed on any exit.
+demo: setup build ## Load testdata 01-15 then the 01-16 delta into a throwaway cluster
+	@# PostgreSQL bin dir: $$PG_BIN, else the newest /usr/lib/postgresql/*/bin, else initdb's dir.
+	pg_bin="$${PG_BIN:-}"
+	if [ -z "$$pg_bin" ]; then
+	  pg_bin=$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	  if [ -z "$$pg_bin" ] || [ ! -x "$$pg_bin/initdb" ]; then
+	    pg_bin=$$(dirname "$$(readlink -f "$$(command -v initdb || echo /nonexistent/initdb)")")
+	  fi
+	fi
+	[ -x "$$pg_bin/initdb" ] || { echo "demo: PostgreSQL binaries not found: run make setup or set PG_BIN" >&2; exit 1; }
+	# As root the server must run as postgres; otherwise as ourselves.
+	as_pg() {
+	  if [ "$$(id -u)" -eq 0 ]; then runuser -u postgres -- "$$@"; else "$$@"; fi
+	}
+	demo="$(abspath $(DEMO_DIR))"
+	data="$$demo/data"
+	log="$$demo/server.log"
+	loader="$(abspath $(LOADER))"
+	# A previous demo killed mid-way may have left its server running: stop it first.
+	if [ -f "$$data/postmaster.pid" ]; then
+	  as_pg "$$pg_bin/pg_ctl" -D "$$data" -m immediate stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$$demo"
+	mkdir -p "$$demo"
+	# Unix socket paths are limited to 107 bytes: fall back to a short dir under /tmp.
+	sock="$$demo"
+	if [ $$(( $${#demo} + 16 )) -gt 107 ]; then sock=$$(mktemp -d /tmp/cusip-demo.XXXXXX); fi
+	if [ "$$(id -u)" -eq 0 ]; then chown postgres: "$$demo" "$$sock"; fi
+	port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+	cleanup() {
+	  rc=$$?
+	  set +e
+	  # Ignore further signals (make re-sends them to us) so the cleanup always finishes.
+	  trap '' INT TERM
+	  trap - EXIT
+	  if [ -f "$$data/postmaster.pid" ]; then
+	    as_pg "$$pg_bin/pg_ctl" -D "$$data" -m fast -w -t 20 stop >/dev/null 2>&1 \
+	      || as_pg "$$pg_bin/pg_ctl" -D "$$data" -m immediate stop >/dev/null 2>&1 || true
+	  fi
+	  if [ "$$rc" -ne 0 ]; then
+	    for f in "$$demo/initdb.log" "$$log"; do
+	      if [ -s "$$f" ]; then echo "--- $$f (tail) ---"; tail -n 20 "$$f"; fi >&2
+	    done
+	    echo "demo: FAILED (exit $$rc)" >&2
+	  fi
+	  rm -rf "$$demo"
+	  [ "$$sock" = "$$demo" ] || rm -rf "$$sock"
+	  exit "$$rc"
+	}
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	echo "== Starting a throwaway PostgreSQL ($$("$$pg_bin/postgres" --version)) in $(DEMO_DIR), socket $$sock port $$port =="
+	as_pg "$$pg_bin/initdb" -D "$$data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >"$$demo/initdb.log" 2>&1
+	cat >>"$$data/postgresql.conf" <<-EOF
+		# demo settings: Unix socket only, no durability needed
+		listen_addresses = ''
+		port = $$port
+		unix_socket_directories = '$$sock'
+		fsync = off
+	EOF
+	as_pg "$$pg_bin/pg_ctl" -D "$$data" -l "$$log" -w -t 60 start >/dev/null
+	psql() { "$$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 -P pager=off -h "$$sock" -p "$$port" -U postgres "$$@"; }
+	psql -d postgres -c 'CREATE DATABASE cusip'
+	load() { "$$loader" --host "$$sock" --port "$$port" --dbname cusip --user postgres --no-progress "$$@"; }
+
+	echo "== Applying the schema =="
+	load --init-schema
+	echo "== Loading 01-15 =="
+	load testdata/CED01-15R.PIP testdata/CED01-15E.PIP testdata/CED01-15A.PIP
+	echo "== Loading 01-16 (delta) =="
+	load testdata/CED01-16R.PIP testdata/CED01-16E.PIP testdata/CED01-16A.PIP
+	echo "== v_security_summary (first 8 rows) =="
+	psql -d cusip -c 'SELECT * FROM v_security_summary ORDER BY cusip LIMIT 8'
+	echo "== Demo OK; stopping the cluster and removing $(DEMO_DIR) =="
+
+clean: ## cargo clean
+	@$(CARGO) clean
