@@ -1,7 +1,10 @@
 //! One run: check the inputs, connect, apply the schema if asked, load each file in
 //! foreign-key order, stop at the first failure, and answer SIGINT/SIGTERM promptly.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use chrono::NaiveDate;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_postgres::{Client, NoTls};
@@ -10,21 +13,20 @@ use crate::cli::Args;
 use crate::copy::ParseOptions;
 use crate::db::{self, DbConfig};
 use crate::error::{Error, Exit};
+use crate::layout::FileType;
 use crate::load::{self, LoadOptions};
+use crate::locate;
 use crate::progress;
 use crate::report::{FileReport, Status, Summary};
+use crate::s3::{self, S3Options};
 use crate::schema;
-use crate::source::Input;
+use crate::source::{self, Input};
 
 pub async fn run(args: Args) -> Summary {
-    let inputs = match inputs(&args) {
+    let (inputs, mut reports) = match inputs(&args).await {
         Ok(i) => i,
         Err(e) => return Summary::new(Vec::new(), e.exit(), Some(e.to_string())),
     };
-    let mut reports: Vec<FileReport> = inputs
-        .iter()
-        .map(|i| FileReport::new(&i.name, &i.source, i.file_type.name()))
-        .collect();
     let cfg = DbConfig {
         host: args.host.clone(),
         port: args.port,
@@ -39,6 +41,7 @@ pub async fn run(args: Args) -> Summary {
             allow_missing_trailer: args.allow_missing_trailer,
         },
         progress: progress::wanted(args.no_progress),
+        force: args.force,
     };
 
     let (mut sigint, mut sigterm) = match (
@@ -66,28 +69,236 @@ pub async fn run(args: Args) -> Summary {
     }
     match outcome {
         Ok(()) => Summary::new(reports, Exit::Ok, None),
-        Err(e) => {
-            // A file's own failure is already in its row; repeat it as the run's error.
-            Summary::new(reports, e.exit(), Some(e.to_string()))
-        }
+        Err(e) => Summary::new(reports, e.exit(), Some(e.to_string())),
     }
 }
 
-/// Checks every input before anything connects, and orders them for the foreign keys.
-fn inputs(args: &Args) -> Result<Vec<Input>, Error> {
-    if args.files.is_empty() && !args.init_schema {
+/// Where the files come from: flags first, then the environment (so an ECS task can run the
+/// bare binary), then nothing (only `--init-schema`).
+#[derive(Debug)]
+enum Mode {
+    Files(Vec<PathBuf>),
+    S3Key {
+        bucket: String,
+        key: String,
+    },
+    S3Date {
+        bucket: String,
+        prefix: String,
+        date: NaiveDate,
+    },
+    DirDate {
+        dir: PathBuf,
+        date: NaiveDate,
+    },
+    Nothing,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn truthy(name: &str) -> bool {
+    env(name)
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// A prefix names a folder: `pif` and `pif/` mean the same.
+fn folder(prefix: &str) -> String {
+    if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    }
+}
+
+fn mode(args: &Args) -> Result<Mode, Error> {
+    let today = || chrono::Local::now().date_naive();
+    let date = args.date.unwrap_or_else(today);
+    let prefix = || {
+        folder(
+            &args
+                .s3_prefix
+                .clone()
+                .or_else(|| env("CUSIP_S3_PREFIX"))
+                .unwrap_or_else(|| "pif/".into()),
+        )
+    };
+    let given = [
+        !args.files.is_empty(),
+        args.s3_key.is_some(),
+        args.dir.is_some(),
+    ]
+    .iter()
+    .filter(|&&b| b)
+    .count();
+    if given > 1 {
         return Err(Error::Usage(
-            "nothing to do: give one or more PIP files, or --init-schema (see --help)".into(),
+            "give local FILEs, --s3-key, or --dir --date: one of them, not several".into(),
         ));
     }
-    let mut inputs = args
-        .files
-        .iter()
-        .map(|p| Input::local(p, args.file_type))
-        .collect::<Result<Vec<_>, _>>()?;
+    if !args.files.is_empty() {
+        if args.date.is_some() || args.s3_bucket.is_some() {
+            return Err(Error::Usage(
+                "--date and --s3-bucket do not apply to local FILEs".into(),
+            ));
+        }
+        return Ok(Mode::Files(args.files.clone()));
+    }
+    if let Some(key) = &args.s3_key {
+        let bucket = args
+            .s3_bucket
+            .clone()
+            .or_else(|| env("CUSIP_S3_BUCKET"))
+            .ok_or_else(|| {
+                Error::Usage("--s3-key needs --s3-bucket (or CUSIP_S3_BUCKET)".into())
+            })?;
+        return Ok(Mode::S3Key {
+            bucket,
+            key: key.clone(),
+        });
+    }
+    if let Some(dir) = &args.dir {
+        return Ok(Mode::DirDate {
+            dir: dir.clone(),
+            date,
+        });
+    }
+    if let Some(bucket) = &args.s3_bucket {
+        return Ok(Mode::S3Date {
+            bucket: bucket.clone(),
+            prefix: prefix(),
+            date,
+        });
+    }
+    match env("CUSIP_FILE_SOURCE")
+        .map(|s| s.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("s3") => {
+            let bucket = env("CUSIP_S3_BUCKET").ok_or_else(|| {
+                Error::Config("CUSIP_FILE_SOURCE=s3 but CUSIP_S3_BUCKET is not set".into())
+            })?;
+            Ok(Mode::S3Date {
+                bucket,
+                prefix: prefix(),
+                date,
+            })
+        }
+        Some("local") => {
+            let dir = env("CUSIP_FILE_DIR").unwrap_or_else(|| "/data/pif_files".into());
+            Ok(Mode::DirDate {
+                dir: PathBuf::from(dir),
+                date,
+            })
+        }
+        Some(other) => Err(Error::Config(format!(
+            "CUSIP_FILE_SOURCE is {other:?}; expected s3 or local"
+        ))),
+        None if args.init_schema => Ok(Mode::Nothing),
+        None => Err(Error::Usage(
+            "nothing to do: give PIP files, --s3-key, --s3-bucket with --date, --dir with --date, \
+             set CUSIP_FILE_SOURCE, or --init-schema (see --help)"
+                .into(),
+        )),
+    }
+}
+
+fn s3_options(args: &Args) -> S3Options {
+    S3Options {
+        region: args.s3_region.clone(),
+        endpoint_url: args.s3_endpoint_url.clone(),
+        force_path_style: args.s3_force_path_style || truthy("CUSIP_S3_FORCE_PATH_STYLE"),
+        max_resumes: args.s3_max_resumes,
+    }
+}
+
+/// Finds and checks every input before anything connects to the database, in load order,
+/// with a report row for each (and for each type a date is missing, under --allow-missing).
+async fn inputs(args: &Args) -> Result<(Vec<Input>, Vec<FileReport>), Error> {
+    let mut missing: Vec<(String, &'static str)> = Vec::new();
+    let mut inputs = match mode(args)? {
+        Mode::Nothing => Vec::new(),
+        Mode::Files(files) => files
+            .iter()
+            .map(|p| Input::local(p, args.file_type))
+            .collect::<Result<Vec<_>, _>>()?,
+        Mode::DirDate { dir, date } => {
+            let (found, miss) = source::dir_date(&dir, date, args.allow_missing)?;
+            for t in miss {
+                missing.push((
+                    format!("{}", dir.join(locate::expected_name(date, t)).display()),
+                    t.name(),
+                ));
+            }
+            found
+        }
+        Mode::S3Key { bucket, key } => {
+            let opts = s3_options(args);
+            let client = s3::client(&opts).await;
+            let name = key.rsplit('/').next().unwrap_or(&key).to_string();
+            let file_type = args.file_type.or_else(|| FileType::from_file_name(&name)).ok_or_else(|| {
+                Error::Usage(format!(
+                    "{}: cannot tell the file type from its name (expected R.PIP, E.PIP or A.PIP); give --type",
+                    s3::uri(&bucket, &key)
+                ))
+            })?;
+            let obj = s3::head(&client, &bucket, &key).await?;
+            vec![Input::s3(
+                &client,
+                &bucket,
+                &obj,
+                file_type,
+                opts.max_resumes,
+            )]
+        }
+        Mode::S3Date {
+            bucket,
+            prefix,
+            date,
+        } => {
+            let opts = s3_options(args);
+            let client = s3::client(&opts).await;
+            tracing::info!(bucket = %bucket, prefix = %prefix, date = %date, "listing");
+            let listed = s3::list(&client, &bucket, &prefix).await?;
+            let entries: Vec<(String, s3::Listed)> = listed
+                .into_iter()
+                .filter_map(|o| {
+                    let rest = o.key.strip_prefix(prefix.as_str())?.to_string();
+                    (!rest.contains('/')).then_some((rest, o))
+                })
+                .collect();
+            let place = s3::uri(&bucket, &prefix);
+            let picked = locate::pick(&entries, date, &place, &prefix, args.allow_missing)?;
+            for t in picked.missing {
+                missing.push((
+                    s3::uri(
+                        &bucket,
+                        &format!("{prefix}{}", locate::expected_name(date, t)),
+                    ),
+                    t.name(),
+                ));
+            }
+            picked
+                .found
+                .iter()
+                .map(|(t, o)| Input::s3(&client, &bucket, o, *t, opts.max_resumes))
+                .collect()
+        }
+    };
     // Stable: files of one type keep the order they were given in (e.g. successive days).
     inputs.sort_by_key(|i| i.file_type);
-    Ok(inputs)
+    let mut reports: Vec<FileReport> = inputs
+        .iter()
+        .map(|i| FileReport::new(&i.name, &i.source, i.file_type.name()))
+        .collect();
+    for (source, t) in missing {
+        let name = source.rsplit('/').next().unwrap_or(&source).to_string();
+        let mut r = FileReport::new(&name, &source, t);
+        r.status = Status::Missing;
+        reports.push(r);
+    }
+    Ok((inputs, reports))
 }
 
 async fn work(

@@ -74,6 +74,59 @@ pub struct Args {
     #[arg(long)]
     pub allow_missing_trailer: bool,
 
+    /// S3 bucket holding the files (with --s3-key, or with --date for a whole date).
+    #[arg(long, value_name = "BUCKET", help_heading = "Where the files are")]
+    pub s3_bucket: Option<String>,
+
+    /// One S3 object to load (type from its name unless --type).
+    #[arg(long, value_name = "KEY", help_heading = "Where the files are")]
+    pub s3_key: Option<String>,
+
+    /// Prefix the date's files are under [env CUSIP_S3_PREFIX; default: pif/]. With or
+    /// without the trailing slash.
+    #[arg(long, value_name = "PREFIX", help_heading = "Where the files are")]
+    pub s3_prefix: Option<String>,
+
+    /// Load the date's R, E and A files (from --s3-bucket/--s3-prefix or --dir). Default:
+    /// today in the TZ time zone.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = crate::locate::parse_date, help_heading = "Where the files are")]
+    pub date: Option<chrono::NaiveDate>,
+
+    /// A local directory holding CED{MM-DD}{R|E|A}.PIP files; used with --date.
+    #[arg(long, value_name = "DIR", help_heading = "Where the files are")]
+    pub dir: Option<PathBuf>,
+
+    /// Load the files a date has even if some type is missing (reported as missing).
+    #[arg(long, help_heading = "Where the files are")]
+    pub allow_missing: bool,
+
+    /// Load even if the journal says this exact file (path + sha256, or S3 URI + ETag) was
+    /// already loaded successfully.
+    #[arg(long)]
+    pub force: bool,
+
+    /// AWS region of the bucket (else the standard AWS chain, else us-east-1).
+    #[arg(
+        long,
+        env = "CUSIP_S3_REGION",
+        value_name = "REGION",
+        help_heading = "S3"
+    )]
+    pub s3_region: Option<String>,
+
+    /// S3 endpoint URL (also AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL), for S3-compatible servers.
+    #[arg(long, value_name = "URL", help_heading = "S3")]
+    pub s3_endpoint_url: Option<String>,
+
+    /// Path-style addressing, which local S3-compatible servers need
+    /// [env CUSIP_S3_FORCE_PATH_STYLE=true].
+    #[arg(long, help_heading = "S3")]
+    pub s3_force_path_style: bool,
+
+    /// Times one object's download may resume after breaking mid-stream.
+    #[arg(long, value_name = "N", default_value_t = 5, help_heading = "S3")]
+    pub s3_max_resumes: u32,
+
     /// Apply the embedded schema (idempotent) before loading; alone, only that.
     #[arg(long)]
     pub init_schema: bool,

@@ -77,7 +77,7 @@ pub struct Produced {
     pub abandoned: bool,
     pub line_map: LineMap,
     /// A read error (not a data problem): the input itself failed.
-    pub read_error: Option<String>,
+    pub read_error: Option<std::io::Error>,
 }
 
 /// Encodes one record into `out` as a COPY row, or explains every bad field in it.
@@ -168,8 +168,8 @@ pub fn produce<R: Read>(
     loop {
         let next = match reader.next_record() {
             Ok(n) => n,
-            Err(ShapeError::Io { offset, source }) => {
-                p.read_error = Some(format!("read failed after {offset} bytes: {source}"));
+            Err(ShapeError::Io { source, .. }) => {
+                p.read_error = Some(source);
                 break;
             }
             Err(e @ ShapeError::LineTooLong { line, .. })

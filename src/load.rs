@@ -29,6 +29,8 @@ const EXAMPLES: u32 = 5;
 pub struct LoadOptions {
     pub parse: ParseOptions,
     pub progress: bool,
+    /// Load even when the journal says this identity was already loaded.
+    pub force: bool,
 }
 
 /// Loads one file. The report is filled in as far as the load got, whatever the outcome.
@@ -40,6 +42,19 @@ pub async fn load_file(
 ) -> Result<(), Error> {
     let started = Utc::now();
     let t0 = Instant::now();
+    // The identity known before reading: S3's ETag, or a local file's sha256 (one extra
+    // read, far cheaper than a load, and it lets a changed file be caught below).
+    let identity = match (input.etag(), input.local_path()) {
+        (Some(etag), _) => etag.to_string(),
+        (None, Some(path)) => {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || crate::source::sha256_file(&path))
+                .await
+                .map_err(|e| Error::Internal(format!("hashing failed: {e}")))??
+        }
+        (None, None) => String::new(),
+    };
+    report.fingerprint = Some(identity.clone());
     let result = load_in_transaction(client, input, opts, report, started).await;
     report.seconds = t0.elapsed().as_secs_f64();
     report.mb_per_s = if report.seconds > 0.0 {
@@ -48,7 +63,11 @@ pub async fn load_file(
         0.0
     };
     match &result {
-        Ok(()) => report.status = Status::Loaded,
+        Ok(()) => {
+            if report.status != Status::AlreadyLoaded {
+                report.status = Status::Loaded;
+            }
+        }
         Err(e) => {
             report.status = Status::Failed;
             report.error = Some(e.to_string());
@@ -86,6 +105,20 @@ async fn load_in_transaction(
     )
     .await
     .map_err(|e| db::fail(&format!("waiting for the {} load lock", layout.table), &e))?;
+
+    // Checked under the lock, so of two loaders started together the second sees the first's
+    // journal row and skips: a rerun of a scheduler job is safe and quick.
+    let identity = report.fingerprint.clone().unwrap_or_default();
+    if !opts.force && already_loaded(&tx, &input.source, &identity).await? {
+        tracing::info!(file = %input.source, fingerprint = %identity, "already loaded; skipping (--force reloads)");
+        report.status = Status::AlreadyLoaded;
+        report.bytes = input.size.unwrap_or(0);
+        journal(&tx, report, started)
+            .await
+            .map_err(|e| db::fail("writing the load journal", &e))?;
+        tx.commit().await.map_err(|e| db::fail("committing", &e))?;
+        return Ok(());
+    }
     tx.batch_execute(&merge::create_stage(layout))
         .await
         .map_err(|e| db::fail("creating the staging table", &e))?;
@@ -155,7 +188,8 @@ async fn stream_copy(
         .map_err(|e| db::fail("starting COPY", &e))?;
     let mut sink = std::pin::pin!(sink);
 
-    let reader = input.open()?;
+    let opened = input.open()?;
+    let reader = opened.reader;
     let (chunks, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let pb = progress::bar(opts.progress, &input.name, input.size);
     let pb2 = pb.clone();
@@ -183,13 +217,39 @@ async fn stream_copy(
     progress::done(&pb);
     report.records = produced.records;
     report.bytes = produced.bytes;
-    report.fingerprint = Some(digest);
+    if let Some(r) = &opened.resumes {
+        report.resumes = r.load(std::sync::atomic::Ordering::Relaxed);
+    }
 
     if let Some(e) = copy_error {
         return Err(copy_failure(&e, &produced.line_map, &input.name));
     }
-    if let Some(msg) = &produced.read_error {
-        return Err(Error::NoInput(format!("{}: {msg}", input.source)));
+    if let Some(e) = &produced.read_error {
+        return Err(
+            match e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<crate::s3::StreamFailure>())
+            {
+                Some(f) => Error::Db {
+                    message: f.message.clone(),
+                    exit: f.exit,
+                },
+                None => Error::NoInput(format!(
+                    "{}: read failed after {} bytes: {e}",
+                    input.source, produced.bytes
+                )),
+            },
+        );
+    }
+    if input.local_path().is_some() && report.fingerprint.as_deref() != Some(digest.as_str()) {
+        return Err(Error::Db {
+            message: format!(
+                "{}: the file changed while it was being loaded (its sha256 differs from the one read first); \
+                 nothing was loaded, rerun once it is complete",
+                input.source
+            ),
+            exit: crate::error::Exit::TempFail,
+        });
     }
     if !produced.problems.is_empty() {
         return Err(Error::Rejected(Rejection {
@@ -325,6 +385,22 @@ async fn check(
     Ok(())
 }
 
+/// Whether this exact source and identity already loaded successfully.
+async fn already_loaded(
+    client: &impl GenericClient,
+    source: &str,
+    fingerprint: &str,
+) -> Result<bool, Error> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM load_journal WHERE source = $1 AND fingerprint = $2 AND status = 'loaded')",
+            &[&source, &fingerprint],
+        )
+        .await
+        .map_err(|e| db::fail("reading the load journal", &e))?;
+    Ok(row.get(0))
+}
+
 /// Writes the journal row for this attempt (inside the load's transaction on success).
 async fn journal(
     c: &impl GenericClient,
@@ -334,6 +410,7 @@ async fn journal(
     let status = match r.status {
         Status::Loaded => "loaded",
         Status::Interrupted => "interrupted",
+        Status::AlreadyLoaded => "already loaded",
         _ => "failed",
     };
     let n = |v: u64| v as i64;

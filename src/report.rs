@@ -13,6 +13,8 @@ pub enum Status {
     Failed,
     Interrupted,
     NotAttempted,
+    AlreadyLoaded,
+    Missing,
 }
 
 impl Status {
@@ -22,6 +24,8 @@ impl Status {
             Status::Failed => "FAILED",
             Status::Interrupted => "INTERRUPTED",
             Status::NotAttempted => "not attempted",
+            Status::AlreadyLoaded => "already loaded",
+            Status::Missing => "MISSING",
         }
     }
 }
@@ -54,6 +58,8 @@ pub struct FileReport {
     pub unchanged: u64,
     pub repeated: u64,
     pub repeated_examples: Vec<Repeat>,
+    /// Times the download resumed after breaking mid-stream (S3).
+    pub resumes: u32,
     pub seconds: f64,
     pub mb_per_s: f64,
     pub phases: Vec<Phase>,
@@ -76,6 +82,7 @@ impl FileReport {
             unchanged: 0,
             repeated: 0,
             repeated_examples: Vec::new(),
+            resumes: 0,
             seconds: 0.0,
             mb_per_s: 0.0,
             phases: Vec::new(),
@@ -133,7 +140,10 @@ impl Summary {
             .files
             .iter()
             .map(|f| {
-                let attempted = f.status != Status::NotAttempted;
+                let attempted = matches!(
+                    f.status,
+                    Status::Loaded | Status::Failed | Status::Interrupted
+                );
                 let n = |v: u64| if attempted { v.to_string() } else { "-".into() };
                 [
                     f.file.clone(),
@@ -199,6 +209,17 @@ impl Summary {
                     f.repeated,
                     if f.repeated == 1 { "" } else { "s" },
                     shown.join("; ")
+                )?;
+            }
+        }
+        for f in &self.files {
+            if f.resumes > 0 {
+                writeln!(
+                    out,
+                    "{}: the download broke and resumed {} time{}",
+                    f.file,
+                    f.resumes,
+                    if f.resumes == 1 { "" } else { "s" }
                 )?;
             }
         }

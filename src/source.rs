@@ -6,6 +6,8 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -15,6 +17,19 @@ use crate::layout::FileType;
 #[derive(Debug, Clone)]
 pub enum Origin {
     Local(PathBuf),
+    S3 {
+        client: aws_sdk_s3::Client,
+        bucket: String,
+        key: String,
+        etag: String,
+        max_resumes: u32,
+    },
+}
+
+/// An opened input: its bytes, and for S3 the count of mid-stream resumes so far.
+pub struct Opened {
+    pub reader: Box<dyn Read + Send>,
+    pub resumes: Option<Arc<AtomicU32>>,
 }
 
 /// One file to load, checked to exist and to have a known type before anything connects.
@@ -71,8 +86,47 @@ impl Input {
         })
     }
 
-    /// Opens the bytes for reading.
-    pub fn open(&self) -> Result<Box<dyn Read + Send>, Error> {
+    /// An S3 object found by listing or HEAD; its identity is its ETag.
+    pub fn s3(
+        client: &aws_sdk_s3::Client,
+        bucket: &str,
+        obj: &crate::s3::Listed,
+        file_type: FileType,
+        max_resumes: u32,
+    ) -> Input {
+        let name = obj.key.rsplit('/').next().unwrap_or(&obj.key).to_string();
+        Input {
+            name,
+            source: crate::s3::uri(bucket, &obj.key),
+            file_type,
+            size: Some(obj.size),
+            origin: Origin::S3 {
+                client: client.clone(),
+                bucket: bucket.to_string(),
+                key: obj.key.clone(),
+                etag: obj.etag.clone(),
+                max_resumes,
+            },
+        }
+    }
+
+    /// The identity known before reading: the ETag for S3 (local files are hashed).
+    pub fn etag(&self) -> Option<&str> {
+        match &self.origin {
+            Origin::S3 { etag, .. } => Some(etag),
+            Origin::Local(_) => None,
+        }
+    }
+
+    pub fn local_path(&self) -> Option<&Path> {
+        match &self.origin {
+            Origin::Local(p) => Some(p),
+            Origin::S3 { .. } => None,
+        }
+    }
+
+    /// Opens the bytes for reading (for S3: starts the download task).
+    pub fn open(&self) -> Result<Opened, Error> {
         match &self.origin {
             Origin::Local(p) => {
                 let f = File::open(p).map_err(|e| match e.kind() {
@@ -81,10 +135,72 @@ impl Input {
                     }
                     _ => Error::NoInput(format!("{}: cannot open: {e}", p.display())),
                 })?;
-                Ok(Box::new(f))
+                Ok(Opened {
+                    reader: Box::new(f),
+                    resumes: None,
+                })
+            }
+            Origin::S3 {
+                client,
+                bucket,
+                key,
+                etag,
+                max_resumes,
+            } => {
+                let resumes = Arc::new(AtomicU32::new(0));
+                let size = self.size.unwrap_or(0);
+                let r = crate::s3::open(
+                    client.clone(),
+                    bucket.clone(),
+                    key.clone(),
+                    etag.clone(),
+                    size,
+                    *max_resumes,
+                    resumes.clone(),
+                );
+                Ok(Opened {
+                    reader: Box::new(r),
+                    resumes: Some(resumes),
+                })
             }
         }
     }
+}
+
+/// SHA-256 of a local file, read once up front so an already-loaded file can be skipped
+/// before any database work, and a file that changes while it loads can be caught.
+pub fn sha256_file(path: &Path) -> Result<String, Error> {
+    let f = File::open(path)
+        .map_err(|e| Error::NoInput(format!("{}: cannot open: {e}", path.display())))?;
+    let mut fp = Fingerprint::new(io::BufReader::with_capacity(1 << 20, f));
+    io::copy(&mut fp, &mut io::sink())
+        .map_err(|e| Error::NoInput(format!("{}: read failed: {e}", path.display())))?;
+    Ok(fp.hex())
+}
+
+/// The date's files in a local directory, in load order, plus the types that are missing.
+pub fn dir_date(
+    dir: &Path,
+    date: chrono::NaiveDate,
+    allow_missing: bool,
+) -> Result<(Vec<Input>, Vec<FileType>), Error> {
+    let rd = std::fs::read_dir(dir).map_err(|e| {
+        Error::NoInput(format!("{}: cannot list the directory: {e}", dir.display()))
+    })?;
+    let mut entries = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        entries.push((name, e.path()));
+    }
+    entries.sort();
+    let place = format!("{}/", dir.display());
+    let picked = crate::locate::pick(&entries, date, &place, "", allow_missing)?;
+    let inputs = picked
+        .found
+        .iter()
+        .map(|(t, p)| Input::local(p, Some(*t)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((inputs, picked.missing))
 }
 
 /// Passes bytes through while computing their SHA-256, the local file's identity in the

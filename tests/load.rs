@@ -53,7 +53,9 @@ fn reloading_the_same_files_rewrites_no_row() {
     let db = Db::new("reload");
     assert_eq!(load(&db, &day("01-15")).0, 0);
     let before = db.snapshot();
-    let (code, v, err) = load(&db, &day("01-15"));
+    let mut files = day("01-15");
+    files.push("--force".into());
+    let (code, v, err) = load(&db, &files);
     assert_eq!(code, 0, "{err}");
     for i in 0..3 {
         let [records, inserted, updated, unchanged, repeated] = counts(&v, i);
@@ -62,6 +64,33 @@ fn reloading_the_same_files_rewrites_no_row() {
     }
     // Same xmin and ctid for every row: nothing was physically rewritten.
     assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn a_rerun_of_loaded_files_is_skipped_via_the_journal() {
+    let db = Db::new("rerun");
+    assert_eq!(load(&db, &day("01-15")).0, 0);
+    let before = db.snapshot();
+    let (code, v, err) = load(&db, &day("01-15"));
+    assert_eq!(code, 0, "{err}");
+    for i in 0..3 {
+        assert_eq!(v["files"][i]["status"], "already_loaded", "{v}");
+    }
+    assert_eq!(db.snapshot(), before);
+    let statuses = db.sql("SELECT string_agg(status, ',' ORDER BY id) FROM load_journal");
+    assert_eq!(
+        statuses.trim(),
+        "loaded,loaded,loaded,already loaded,already loaded,already loaded"
+    );
+    // The same name with different content is a different file: it loads.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("CED01-15R.PIP");
+    let mut bytes = std::fs::read(testdata("CED01-15R.PIP")).unwrap();
+    bytes.splice(0..0, b"\n".iter().copied());
+    std::fs::write(&copy, bytes).unwrap();
+    let (code, v, _) = load(&db, &[copy]);
+    assert_eq!(code, 0);
+    assert_eq!(v["files"][0]["status"], "loaded");
 }
 
 #[test]

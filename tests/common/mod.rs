@@ -4,6 +4,7 @@
 //! removed when the test binary exits. `initdb` refuses to run as root, so when the tests
 //! run as root (CI) the server runs as the `postgres` user.
 #![allow(dead_code)]
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,351 @@
+//! S3 objects as a byte stream for the same parser: listing, one-line errors, and a body
+//! that resumes where it broke, pinned to the object's ETag.
+//!
+//! The download runs as an async task feeding a bounded channel; the parser's blocking
+//! thread reads it through `S3Reader`, so an object is never held whole in memory and never
+//! written to disk.
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::ChecksumMode;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Exit};
+
+/// How to reach S3 and how hard to try.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub force_path_style: bool,
+    /// Resumes allowed per object after the body fails mid-stream.
+    pub max_resumes: u32,
+}
+
+/// Builds a client from the standard chain (env keys, `AWS_PROFILE` incl. SSO, ECS task
+/// role, instance metadata); the SDK itself honours `AWS_ENDPOINT_URL(_S3)`.
+pub async fn client(opts: &S3Options) -> Client {
+    let region = RegionProviderChain::first_try(opts.region.clone().map(Region::new))
+        .or_default_provider()
+        .or_else(Region::from_static("us-east-1"));
+    let shared = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .load()
+        .await;
+    let mut b = aws_sdk_s3::config::Builder::from(&shared);
+    if let Some(url) = &opts.endpoint_url {
+        b = b.endpoint_url(url);
+    }
+    if opts.force_path_style {
+        b = b.force_path_style(true);
+    }
+    Client::from_conf(b.build())
+}
+
+/// `s3://bucket/key`, as reports and the journal show an object.
+pub fn uri(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
+}
+
+/// One object under a prefix.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// Every object under `prefix`, following pagination.
+pub async fn list(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<Listed>, Error> {
+    let mut out = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| failure(&e, bucket, None, "listing"))?;
+        for o in page.contents() {
+            if let Some(key) = o.key() {
+                out.push(Listed {
+                    key: key.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: o.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Size and ETag of one object; a missing key is told apart from a missing bucket.
+pub async fn head(client: &Client, bucket: &str, key: &str) -> Result<Listed, Error> {
+    match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(h) => Ok(Listed {
+            key: key.to_string(),
+            size: h.content_length().unwrap_or(0).max(0) as u64,
+            etag: h.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+        }),
+        Err(e) if status(&e) == Some(404) => {
+            // HEAD answers 404 without a body for both; ask the bucket.
+            match client.head_bucket().bucket(bucket).send().await {
+                Err(be) if status(&be) == Some(404) => {
+                    Err(Error::NoInput(format!("S3 bucket {bucket} does not exist")))
+                }
+                _ => Err(Error::NoInput(format!(
+                    "{}: no such key in bucket {bucket}",
+                    uri(bucket, key)
+                ))),
+            }
+        }
+        Err(e) => Err(failure(&e, bucket, Some(key), "reading")),
+    }
+}
+
+fn status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}
+
+/// The cause chain of an SDK error, without its debug dump.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
+}
+
+/// One actionable line, and an exit code, for an S3 failure.
+pub fn failure<E>(
+    e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    bucket: &str,
+    key: Option<&str>,
+    doing: &str,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let what = match key {
+        Some(k) => uri(bucket, k),
+        None => format!("s3://{bucket}"),
+    };
+    let code = e.code().unwrap_or("");
+    let st = status(e);
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "<profile>".into());
+    match (code, st) {
+        ("NoSuchBucket", _) => Error::NoInput(format!("S3 bucket {bucket} does not exist")),
+        ("NoSuchKey", _) | (_, Some(404)) => Error::NoInput(format!("{what}: no such key")),
+        ("ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired", _) => Error::Db {
+            message: format!(
+                "{doing} {what}: the AWS credentials have expired ({code}); with an SSO profile run \
+                 `aws sso login --profile {profile}`"
+            ),
+            exit: Exit::NoPerm,
+        },
+        ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled", _) | (_, Some(403)) => Error::Db {
+            message: format!(
+                "{doing} {what}: access denied ({}). The loader needs s3:ListBucket on arn:aws:s3:::{bucket}, \
+                 s3:GetObject on arn:aws:s3:::{bucket}/*, and kms:Decrypt on the key if the bucket uses \
+                 SSE-KMS; a bucket in another account needs both its bucket policy and this role's \
+                 policy to allow it",
+                if code.is_empty() { "HTTP 403" } else { code }
+            ),
+            exit: Exit::NoPerm,
+        },
+        ("PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException", _) | (_, Some(301)) => {
+            let region = e
+                .raw_response()
+                .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                .map(|r| format!(" it is in {r};"))
+                .unwrap_or_default();
+            Error::Config(format!(
+                "{doing} {what}: the bucket is in another region;{region} set --s3-region / CUSIP_S3_REGION"
+            ))
+        }
+        _ => match e {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                let text = chain(e);
+                if text.to_ascii_lowercase().contains("credential") || text.to_ascii_lowercase().contains("token") {
+                    Error::Db {
+                        message: format!(
+                            "{doing} {what}: no usable AWS credentials ({text}); set AWS_PROFILE (then \
+                             `aws sso login --profile {profile}`), environment keys, or run with a task role"
+                        ),
+                        exit: Exit::NoPerm,
+                    }
+                } else {
+                    Error::Db {
+                        message: format!("{doing} {what}: S3 endpoint unreachable: {text}"),
+                        exit: Exit::TempFail,
+                    }
+                }
+            }
+            SdkError::ConstructionFailure(_) => Error::Config(format!("{doing} {what}: {}", chain(e))),
+            _ => Error::Db {
+                message: format!(
+                    "{doing} {what}: {}{}",
+                    if code.is_empty() { chain(e) } else { format!("{code}: {}", e.message().unwrap_or("")) },
+                    st.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+                ),
+                exit: if st.is_some_and(|s| s >= 500) { Exit::TempFail } else { Exit::Software },
+            },
+        },
+    }
+}
+
+/// An error carried through `io::Error` from the download task to the parser, keeping its
+/// exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StreamFailure {
+    pub message: String,
+    pub exit: Exit,
+}
+
+fn io_failure(message: String, exit: Exit) -> io::Error {
+    io::Error::other(StreamFailure { message, exit })
+}
+
+/// Chunks in flight between the download task and the parser.
+const DEPTH: usize = 16;
+
+/// Starts streaming `bucket/key` and returns a blocking reader over it. `resumes` counts
+/// mid-stream restarts for the report.
+pub fn open(
+    client: Client,
+    bucket: String,
+    key: String,
+    etag: String,
+    size: u64,
+    max_resumes: u32,
+    resumes: Arc<AtomicU32>,
+) -> S3Reader {
+    let (tx, rx) = mpsc::channel(DEPTH);
+    tokio::spawn(download(
+        client,
+        bucket,
+        key,
+        etag,
+        size,
+        max_resumes,
+        resumes,
+        tx,
+    ));
+    S3Reader {
+        rx,
+        current: Bytes::new(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn download(
+    client: Client,
+    bucket: String,
+    key: String,
+    etag: String,
+    size: u64,
+    max_resumes: u32,
+    resumes: Arc<AtomicU32>,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+) {
+    let mut offset = 0u64;
+    let mut tries = 0u32;
+    let what = uri(&bucket, &key);
+    loop {
+        let mut req = client
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .if_match(format!("\"{etag}\""));
+        if offset > 0 {
+            req = req.range(format!("bytes={offset}-"));
+        } else {
+            // Whole-object checksum validation where the server stored one.
+            req = req.checksum_mode(ChecksumMode::Enabled);
+        }
+        let broke = match req.send().await {
+            Ok(out) => {
+                let mut body = out.body;
+                loop {
+                    match body.next().await {
+                        Some(Ok(b)) => {
+                            offset += b.len() as u64;
+                            if tx.send(Ok(b)).await.is_err() {
+                                return; // the load was abandoned
+                            }
+                        }
+                        Some(Err(e)) => break chain(&e),
+                        None if offset < size => {
+                            break format!("body ended at byte {offset} of {size}")
+                        }
+                        None => return,
+                    }
+                }
+            }
+            Err(e) if status(&e) == Some(412) => {
+                let _ = tx
+                    .send(Err(io_failure(
+                        format!("{what} changed during the load (its ETag is no longer {etag}); nothing was loaded, rerun to load the new object"),
+                        Exit::TempFail,
+                    )))
+                    .await;
+                return;
+            }
+            Err(e) if offset == 0 && tries == 0 => {
+                let err = failure(&e, &bucket, Some(&key), "reading");
+                let _ = tx.send(Err(io_failure(err.to_string(), err.exit()))).await;
+                return;
+            }
+            Err(e) => chain(&e),
+        };
+        tries += 1;
+        if tries > max_resumes {
+            let _ = tx
+                .send(Err(io_failure(
+                    format!("{what}: the download failed at byte {offset} after {max_resumes} resumes: {broke}"),
+                    Exit::TempFail,
+                )))
+                .await;
+            return;
+        }
+        resumes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(object = %what, offset, attempt = tries, "download broke ({broke}); resuming from byte {offset}");
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
+    }
+}
+
+/// The parser's side of a download.
+pub struct S3Reader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for S3Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
