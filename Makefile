@@ -32,7 +32,7 @@ help: ## Show this list
 	grep -E '^[a-z]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
 	  | awk -F':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
 
-setup: ## Install what is missing (PostgreSQL, postgres user, runuser); quiet when all is present
+setup: ## Install what is missing (PostgreSQL, postgres user, runuser, moto); quiet when all is present
 	@as_root() {
 	  if [ "$$(id -u)" -eq 0 ]; then "$$@"
 	  elif command -v sudo >/dev/null; then sudo "$$@"
@@ -57,6 +57,19 @@ setup: ## Install what is missing (PostgreSQL, postgres user, runuser); quiet wh
 	    useradd --system postgres
 	  fi
 	  command -v runuser >/dev/null || apt_install util-linux
+	fi
+	# moto's S3 server for the S3 tests, in a venv under target/ (the tests find it there,
+	# or at $$MOTO_SERVER).
+	if [ ! -x target/venv/bin/moto_server ]; then
+	  command -v python3 >/dev/null || apt_install python3 python3-venv
+	  echo "setup: installing moto[server] into target/venv"
+	  # Debian's python3 lacks ensurepip (so venv fails) until python3-venv is installed.
+	  if ! python3 -m venv target/venv >/dev/null 2>&1; then
+	    rm -rf target/venv
+	    apt_install python3-venv
+	    python3 -m venv target/venv
+	  fi
+	  target/venv/bin/pip install -q --disable-pip-version-check 'moto[server]>=5,<6'
 	fi
 
 build: ## cargo build --release

@@ -313,6 +313,9 @@ async fn download(
             }
             Err(e) => chain(&e),
         };
+        if size > 0 && offset >= size {
+            return; // every byte arrived before the connection broke
+        }
         tries += 1;
         if tries > max_resumes {
             let _ = tx
