@@ -204,6 +204,14 @@ fn mode(args: &Args) -> Result<Mode, Error> {
     }
 }
 
+fn transfer(args: &Args) -> s3::Transfer {
+    s3::Transfer {
+        max_resumes: args.s3_max_resumes,
+        part_size: args.s3_part_size.max(1024),
+        concurrency: args.s3_concurrency.max(1),
+    }
+}
+
 fn s3_options(args: &Args) -> S3Options {
     S3Options {
         region: args.s3_region.clone(),
@@ -244,13 +252,7 @@ async fn inputs(args: &Args) -> Result<(Vec<Input>, Vec<FileReport>), Error> {
                 ))
             })?;
             let obj = s3::head(&client, &bucket, &key).await?;
-            vec![Input::s3(
-                &client,
-                &bucket,
-                &obj,
-                file_type,
-                opts.max_resumes,
-            )]
+            vec![Input::s3(&client, &bucket, &obj, file_type, transfer(args))]
         }
         Mode::S3Date {
             bucket,
@@ -282,7 +284,7 @@ async fn inputs(args: &Args) -> Result<(Vec<Input>, Vec<FileReport>), Error> {
             picked
                 .found
                 .iter()
-                .map(|(t, o)| Input::s3(&client, &bucket, o, *t, opts.max_resumes))
+                .map(|(t, o)| Input::s3(&client, &bucket, o, *t, transfer(args)))
                 .collect()
         }
     };

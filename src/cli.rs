@@ -127,6 +127,15 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 5, help_heading = "S3")]
     pub s3_max_resumes: u32,
 
+    /// Bytes per ranged GET when an object is fetched in parallel.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20, help_heading = "S3")]
+    pub s3_part_size: u64,
+
+    /// Ranged GETs in flight per object (1: one stream). Memory is capped at
+    /// concurrency × part size.
+    #[arg(long, value_name = "N", default_value_t = 4, help_heading = "S3")]
+    pub s3_concurrency: usize,
+
     /// Apply the embedded schema (idempotent) before loading; alone, only that.
     #[arg(long)]
     pub init_schema: bool,

@@ -440,11 +440,23 @@ async fn journal(
 }
 
 /// Records an interrupted attempt, best effort, once the load future has been dropped.
+///
+/// The cancel request sent just before travels on its own connection and may land on this
+/// INSERT instead of the statement it was meant for; a cancelled write is simply retried.
 pub async fn journal_interrupted(client: &Client, report: &FileReport, started: DateTime<Utc>) {
-    if let Err(e) = journal(client, report, started).await {
-        tracing::warn!(
-            "could not record the interrupted attempt in load_journal: {}",
-            db::chain(&e)
-        );
+    for _ in 0..5 {
+        match journal(client, report, started).await {
+            Ok(()) => return,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "could not record the interrupted attempt in load_journal: {}",
+                    db::chain(&e)
+                );
+                return;
+            }
+        }
     }
 }

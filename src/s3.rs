@@ -224,6 +224,17 @@ fn io_failure(message: String, exit: Exit) -> io::Error {
 /// Chunks in flight between the download task and the parser.
 const DEPTH: usize = 16;
 
+/// How an object is fetched.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    /// Resumes allowed per object (single stream) or per part (parallel).
+    pub max_resumes: u32,
+    /// Bytes per ranged GET when fetching in parallel.
+    pub part_size: u64,
+    /// Ranged GETs in flight; 1 means one stream for the whole object.
+    pub concurrency: usize,
+}
+
 /// Starts streaming `bucket/key` and returns a blocking reader over it. `resumes` counts
 /// mid-stream restarts for the report.
 pub fn open(
@@ -232,28 +243,36 @@ pub fn open(
     key: String,
     etag: String,
     size: u64,
-    max_resumes: u32,
+    transfer: Transfer,
     resumes: Arc<AtomicU32>,
 ) -> S3Reader {
     let (tx, rx) = mpsc::channel(DEPTH);
-    tokio::spawn(download(
+    let obj = Object {
         client,
         bucket,
         key,
         etag,
         size,
-        max_resumes,
+        max_resumes: transfer.max_resumes,
         resumes,
-        tx,
-    ));
+    };
+    tokio::spawn(async move {
+        let result = if transfer.concurrency > 1 && size > transfer.part_size {
+            parallel(&obj, transfer, &tx).await
+        } else {
+            obj.fetch(0, size, Out::Channel(&tx)).await
+        };
+        if let Err(e) = result {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
     S3Reader {
         rx,
         current: Bytes::new(),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn download(
+struct Object {
     client: Client,
     bucket: String,
     key: String,
@@ -261,75 +280,125 @@ async fn download(
     size: u64,
     max_resumes: u32,
     resumes: Arc<AtomicU32>,
-    tx: mpsc::Sender<io::Result<Bytes>>,
-) {
-    let mut offset = 0u64;
-    let mut tries = 0u32;
-    let what = uri(&bucket, &key);
-    loop {
-        let mut req = client
-            .get_object()
-            .bucket(&bucket)
-            .key(&key)
-            .if_match(format!("\"{etag}\""));
-        if offset > 0 {
-            req = req.range(format!("bytes={offset}-"));
-        } else {
-            // Whole-object checksum validation where the server stored one.
-            req = req.checksum_mode(ChecksumMode::Enabled);
-        }
-        let broke = match req.send().await {
-            Ok(out) => {
-                let mut body = out.body;
-                loop {
-                    match body.next().await {
-                        Some(Ok(b)) => {
-                            offset += b.len() as u64;
-                            if tx.send(Ok(b)).await.is_err() {
-                                return; // the load was abandoned
+}
+
+/// Where fetched bytes go: straight to the parser, or into a part's buffer.
+enum Out<'a> {
+    Channel(&'a mpsc::Sender<io::Result<Bytes>>),
+    Buffer(&'a mut Vec<Bytes>),
+}
+
+/// The consumer went away: the load was abandoned, stop quietly.
+fn abandoned() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the load was abandoned")
+}
+
+impl Object {
+    /// Fetches bytes `start..end`, resuming from the last byte received when the body breaks,
+    /// every request pinned to the ETag so a replaced object is never mixed in.
+    async fn fetch(&self, start: u64, end: u64, mut out: Out<'_>) -> io::Result<()> {
+        let what = uri(&self.bucket, &self.key);
+        let mut offset = start;
+        let mut tries = 0u32;
+        loop {
+            let mut req = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .if_match(format!("\"{}\"", self.etag));
+            if offset == 0 && end == self.size {
+                // Whole-object checksum validation where the server stored one.
+                req = req.checksum_mode(ChecksumMode::Enabled);
+            } else {
+                req = req.range(format!("bytes={offset}-{}", end - 1));
+            }
+            let broke = match req.send().await {
+                Ok(resp) => {
+                    let mut body = resp.body;
+                    loop {
+                        match body.next().await {
+                            Some(Ok(b)) => {
+                                offset += b.len() as u64;
+                                match &mut out {
+                                    Out::Channel(tx) => {
+                                        tx.send(Ok(b)).await.map_err(|_| abandoned())?
+                                    }
+                                    Out::Buffer(v) => v.push(b),
+                                }
                             }
+                            Some(Err(e)) => break chain(&e),
+                            None if offset < end => {
+                                break format!("body ended at byte {offset} of {end}")
+                            }
+                            None => return Ok(()),
                         }
-                        Some(Err(e)) => break chain(&e),
-                        None if offset < size => {
-                            break format!("body ended at byte {offset} of {size}")
-                        }
-                        None => return,
                     }
                 }
-            }
-            Err(e) if status(&e) == Some(412) => {
-                let _ = tx
-                    .send(Err(io_failure(
-                        format!("{what} changed during the load (its ETag is no longer {etag}); nothing was loaded, rerun to load the new object"),
+                Err(e) if status(&e) == Some(412) => {
+                    return Err(io_failure(
+                        format!(
+                            "{what} changed during the load (its ETag is no longer {}); nothing was loaded, \
+                             rerun to load the new object",
+                            self.etag
+                        ),
                         Exit::TempFail,
-                    )))
-                    .await;
-                return;
+                    ));
+                }
+                Err(e) if offset == start && tries == 0 => {
+                    let err = failure(&e, &self.bucket, Some(&self.key), "reading");
+                    return Err(io_failure(err.to_string(), err.exit()));
+                }
+                Err(e) => chain(&e),
+            };
+            if offset >= end {
+                return Ok(()); // every byte arrived before the connection broke
             }
-            Err(e) if offset == 0 && tries == 0 => {
-                let err = failure(&e, &bucket, Some(&key), "reading");
-                let _ = tx.send(Err(io_failure(err.to_string(), err.exit()))).await;
-                return;
-            }
-            Err(e) => chain(&e),
-        };
-        if size > 0 && offset >= size {
-            return; // every byte arrived before the connection broke
-        }
-        tries += 1;
-        if tries > max_resumes {
-            let _ = tx
-                .send(Err(io_failure(
-                    format!("{what}: the download failed at byte {offset} after {max_resumes} resumes: {broke}"),
+            tries += 1;
+            if tries > self.max_resumes {
+                return Err(io_failure(
+                    format!(
+                        "{what}: the download failed at byte {offset} after {} resumes: {broke}",
+                        self.max_resumes
+                    ),
                     Exit::TempFail,
-                )))
-                .await;
-            return;
+                ));
+            }
+            self.resumes.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(object = %what, offset, attempt = tries, "download broke ({broke}); resuming from byte {offset}");
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
         }
-        resumes.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(object = %what, offset, attempt = tries, "download broke ({broke}); resuming from byte {offset}");
-        tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
     }
+}
+
+/// Fetches parts concurrently and hands them to the parser in order. At most `concurrency`
+/// parts are in flight or waiting, so memory stays under `concurrency × part_size`.
+async fn parallel(
+    obj: &Object,
+    t: Transfer,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+) -> io::Result<()> {
+    use futures_util::stream::{FuturesOrdered, StreamExt};
+    let part = t.part_size.max(1);
+    let mut ranges =
+        (0..obj.size.div_ceil(part)).map(|i| (i * part, ((i + 1) * part).min(obj.size)));
+    let fetch_part = |(s, e): (u64, u64)| async move {
+        let mut buf = Vec::new();
+        obj.fetch(s, e, Out::Buffer(&mut buf)).await.map(|_| buf)
+    };
+    let mut inflight = FuturesOrdered::new();
+    for r in ranges.by_ref().take(t.concurrency) {
+        inflight.push_back(fetch_part(r));
+    }
+    while let Some(done) = inflight.next().await {
+        for b in done? {
+            tx.send(Ok(b)).await.map_err(|_| abandoned())?;
+        }
+        if let Some(r) = ranges.next() {
+            inflight.push_back(fetch_part(r));
+        }
+    }
+    Ok(())
 }
 
 /// The parser's side of a download.

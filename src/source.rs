@@ -22,7 +22,7 @@ pub enum Origin {
         bucket: String,
         key: String,
         etag: String,
-        max_resumes: u32,
+        transfer: crate::s3::Transfer,
     },
 }
 
@@ -92,7 +92,7 @@ impl Input {
         bucket: &str,
         obj: &crate::s3::Listed,
         file_type: FileType,
-        max_resumes: u32,
+        transfer: crate::s3::Transfer,
     ) -> Input {
         let name = obj.key.rsplit('/').next().unwrap_or(&obj.key).to_string();
         Input {
@@ -105,7 +105,7 @@ impl Input {
                 bucket: bucket.to_string(),
                 key: obj.key.clone(),
                 etag: obj.etag.clone(),
-                max_resumes,
+                transfer,
             },
         }
     }
@@ -145,7 +145,7 @@ impl Input {
                 bucket,
                 key,
                 etag,
-                max_resumes,
+                transfer,
             } => {
                 let resumes = Arc::new(AtomicU32::new(0));
                 let size = self.size.unwrap_or(0);
@@ -155,7 +155,7 @@ impl Input {
                     key.clone(),
                     etag.clone(),
                     size,
-                    *max_resumes,
+                    *transfer,
                     resumes.clone(),
                 );
                 Ok(Opened {

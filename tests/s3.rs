@@ -389,3 +389,42 @@ fn a_rerun_is_skipped_force_reloads_and_a_new_object_loads() {
     assert_eq!(v["files"][0]["status"], "loaded");
     assert_eq!(v["files"][1]["status"], "already_loaded");
 }
+
+#[test]
+fn parallel_ranged_download_equals_the_single_stream() {
+    let files = day("01-15");
+    let b = bucket_with("parallel", "pif/", &files[2..], |n| n.to_string());
+    let size = std::fs::metadata(&files[2]).unwrap().len();
+    let part = 20_000u64;
+    assert!(size > 5 * part, "the object must span several parts");
+    let load_a = |tag: &str, endpoint: &str, extra: &[&str]| {
+        let db = Db::new(tag);
+        assert_eq!(run(db.loader().args(&files[..2])).0, 0);
+        let (code, v, err) = json(
+            loader(&db, endpoint)
+                .args(["--s3-bucket", &b, "--s3-key", "pif/CED01-15A.PIP"])
+                .args(extra),
+        );
+        assert_eq!(code, 0, "{tag}: {err}");
+        (db, v)
+    };
+    let (single, _) = load_a("s3single", &s3().endpoint, &["--s3-concurrency", "1"]);
+    let part_arg = part.to_string();
+    let (par, v) = load_a(
+        "s3parallel",
+        &s3().endpoint,
+        &["--s3-concurrency", "4", "--s3-part-size", &part_arg],
+    );
+    assert_eq!(v["files"][0]["bytes"], size);
+    assert_eq!(par.dump("issue_attribute"), single.dump("issue_attribute"));
+    assert_table_matches(&par, "issue_attribute", &files[2..]);
+    // Parts that break mid-body resume within their own range.
+    let proxy = cut_proxy(s3().port, 5_000, 3);
+    let (cut, v) = load_a(
+        "s3parallelcut",
+        &proxy.endpoint,
+        &["--s3-concurrency", "4", "--s3-part-size", &part_arg],
+    );
+    assert_eq!(v["files"][0]["resumes"], 3, "{v}");
+    assert_eq!(cut.dump("issue_attribute"), single.dump("issue_attribute"));
+}
