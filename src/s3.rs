@@ -18,7 +18,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::error::{Error, Exit};
+use crate::error::{chain, Error, Exit};
 
 /// How to reach S3 and how hard to try.
 #[derive(Debug, Clone, Default)]
@@ -113,21 +113,6 @@ pub async fn head(client: &Client, bucket: &str, key: &str) -> Result<Listed, Er
 
 fn status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
-}
-
-/// The cause chain of an SDK error, without its debug dump.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = c.source();
-    }
-    s
 }
 
 /// One actionable line, and an exit code, for an S3 failure.

@@ -7,13 +7,6 @@ use std::process::Command;
 
 use common::*;
 
-fn day(d: &str) -> Vec<PathBuf> {
-    ["R", "E", "A"]
-        .iter()
-        .map(|t| testdata(&format!("CED{d}{t}.PIP")))
-        .collect()
-}
-
 fn load(db: &Db, files: &[PathBuf]) -> (i32, serde_json::Value, String) {
     let (code, out, err) = run(db.loader().args(files).args(["--output", "json"]));
     let v = summary(&out);

@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 use common::s3::{aws_env, cut_proxy, s3};
 use common::*;
 
-fn day(d: &str) -> Vec<PathBuf> {
-    ["R", "E", "A"]
-        .iter()
-        .map(|t| testdata(&format!("CED{d}{t}.PIP")))
-        .collect()
-}
-
 /// The loader pointed at `db` and at the test S3 server (or another endpoint).
 fn loader(db: &Db, endpoint: &str) -> Command {
     let mut c = db.loader();

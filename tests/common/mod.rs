@@ -356,6 +356,14 @@ pub fn psql_stdin(db: &str, q: &str, data: &[u8]) {
     );
 }
 
+/// The sample R, E and A files of a date (`01-15` or `01-16`), in load order.
+pub fn day(d: &str) -> Vec<PathBuf> {
+    ["R", "E", "A"]
+        .iter()
+        .map(|t| testdata(&format!("CED{d}{t}.PIP")))
+        .collect()
+}
+
 pub fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("testdata")

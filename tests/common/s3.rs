@@ -90,8 +90,26 @@ fn answers(port: u16) -> bool {
         && buf.starts_with(b"HTTP/1.")
 }
 
+impl Drop for S3Server {
+    /// Only servers started by `start_with` are ever dropped (the shared one lives in a
+    /// static and is stopped at exit).
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
 impl S3Server {
     fn start() -> S3Server {
+        Self::start_with(&[])
+    }
+
+    /// A private moto server with extra environment (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`),
+    /// stopped when dropped.
+    pub fn start_with(env: &[(&str, &str)]) -> S3Server {
         let exe = moto_server();
         let mut failure = String::new();
         // A port picked here may be taken before moto binds it: then moto exits; try again.
@@ -102,6 +120,7 @@ impl S3Server {
             let out = std::fs::File::create(&log).unwrap();
             let mut child = Command::new(&exe)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().unwrap())
                 .stderr(out)
