@@ -32,7 +32,7 @@ help: ## Show this list
 	grep -E '^[a-z]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
 	  | awk -F':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
 
-setup: ## Install what is missing (PostgreSQL, postgres user, runuser, moto); quiet when all is present
+setup: ## Install what is missing (PostgreSQL, postgres user, runuser, openssl, moto); quiet when all is present
 	@as_root() {
 	  if [ "$$(id -u)" -eq 0 ]; then "$$@"
 	  elif command -v sudo >/dev/null; then sudo "$$@"
@@ -58,6 +58,8 @@ setup: ## Install what is missing (PostgreSQL, postgres user, runuser, moto); qu
 	  fi
 	  command -v runuser >/dev/null || apt_install util-linux
 	fi
+	# openssl makes the TLS tests' CA and server certificate.
+	command -v openssl >/dev/null || apt_install openssl
 	# moto's S3 server for the S3 tests, in a venv under target/ (the tests find it there,
 	# or at $$MOTO_SERVER).
 	if [ ! -x target/venv/bin/moto_server ]; then

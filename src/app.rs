@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::cli::Args;
 use crate::copy::ParseOptions;
@@ -34,6 +34,8 @@ pub async fn run(args: Args) -> Summary {
         user: args.user.clone(),
         password: args.password.clone(),
         connect_timeout: Duration::from_secs(args.connect_timeout),
+        sslmode: args.sslmode,
+        sslrootcert: args.sslrootcert.clone(),
     };
     let opts = LoadOptions {
         parse: ParseOptions {
@@ -65,7 +67,7 @@ pub async fn run(args: Args) -> Summary {
         _ = sigterm.recv() => Err(Error::Interrupted(Exit::Sigterm)),
     };
     if let Err(Error::Interrupted(_)) = &outcome {
-        interrupted(client.as_ref(), &mut reports).await;
+        interrupted(&cfg, client.as_ref(), &mut reports).await;
     }
     match outcome {
         Ok(()) => Summary::new(reports, Exit::Ok, None),
@@ -330,10 +332,9 @@ async fn work(
 
 /// After a signal: cancel what the server is doing, let the rollback happen, journal the
 /// attempt — each step bounded so the process exits within a few seconds.
-async fn interrupted(client: Option<&Client>, reports: &mut [FileReport]) {
+async fn interrupted(cfg: &DbConfig, client: Option<&Client>, reports: &mut [FileReport]) {
     let Some(client) = client else { return };
-    let token = client.cancel_token();
-    let _ = tokio::time::timeout(Duration::from_secs(2), token.cancel_query(NoTls)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), db::cancel(cfg, client)).await;
     if let Some(r) = reports.iter_mut().find(|r| r.status == Status::Interrupted) {
         r.error = Some("interrupted; rolled back".into());
         let started = r.started_at.unwrap_or_else(chrono::Utc::now);

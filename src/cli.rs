@@ -43,6 +43,11 @@ fn parse_type(s: &str) -> Result<FileType, String> {
         .ok_or_else(|| format!("unknown type {s:?}: expected issuer, issue or issue_attr"))
 }
 
+fn parse_sslmode(s: &str) -> Result<crate::tls::SslMode, String> {
+    crate::tls::SslMode::from_name(s)
+        .ok_or_else(|| format!("unknown sslmode {s:?}: expected disable, allow, prefer, require, verify-ca or verify-full"))
+}
+
 fn parse_encoding(s: &str) -> Result<Encoding, String> {
     Encoding::from_name(s)
         .ok_or_else(|| format!("unknown encoding {s:?}: expected utf8, latin1 or windows-1252"))
@@ -181,6 +186,20 @@ pub struct Args {
         help_heading = "Database"
     )]
     pub password: Option<String>,
+
+    /// TLS to the database, with libpq's meanings: disable, allow, prefer, require, verify-ca,
+    /// verify-full. RDS: verify-full with --sslrootcert.
+    #[arg(long, env = "CUSIP_DB_SSLMODE", value_name = "MODE", default_value = "prefer", value_parser = parse_sslmode, help_heading = "Database")]
+    pub sslmode: crate::tls::SslMode,
+
+    /// PEM bundle of the CAs to trust (e.g. the RDS global bundle). Not built in: AWS rotates it.
+    #[arg(
+        long,
+        env = "CUSIP_DB_SSLROOTCERT",
+        value_name = "FILE",
+        help_heading = "Database"
+    )]
+    pub sslrootcert: Option<PathBuf>,
 
     /// Seconds to wait for the database connection.
     #[arg(

@@ -4,12 +4,17 @@
 //! `DbConfig`, so nothing else in the loader needs to know where the settings came from.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Exit};
+use crate::tls::{self, SslMode};
 
 /// Where and as whom to connect. The password is never printed (see `Debug`).
 #[derive(Clone)]
@@ -21,6 +26,9 @@ pub struct DbConfig {
     pub user: String,
     pub password: Option<String>,
     pub connect_timeout: Duration,
+    pub sslmode: SslMode,
+    /// PEM bundle of the CAs to trust (the RDS global bundle in production).
+    pub sslrootcert: Option<PathBuf>,
 }
 
 impl fmt::Debug for DbConfig {
@@ -31,6 +39,8 @@ impl fmt::Debug for DbConfig {
             .field("dbname", &self.dbname)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
             .finish()
     }
 }
@@ -56,33 +66,124 @@ impl DbConfig {
     }
 }
 
-/// Opens a connection and drives it on the runtime.
-pub async fn connect(cfg: &DbConfig) -> Result<Client, Error> {
-    let (client, connection) = cfg.pg_config().connect(NoTls).await.map_err(|e| {
-        let target = cfg.display_target();
-        let (exit, hint) = match e.code() {
-            Some(c) if *c == SqlState::INVALID_PASSWORD
-                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
-            {
-                (Exit::NoPerm, " (check --user and the password: CUSIP_DB_PASSWORD)")
-            }
-            Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
-                (Exit::Config, " (create the database, or set --dbname / CUSIP_DB_NAME)")
-            }
-            Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS || *c == SqlState::CANNOT_CONNECT_NOW => {
-                (Exit::Unavailable, "")
-            }
-            Some(_) => (Exit::Software, ""),
-            None => (Exit::Unavailable, " (is the server running and reachable? --host / CUSIP_DB_HOST, --port / CUSIP_DB_PORT)"),
-        };
-        Error::Db { message: format!("cannot connect to {target}: {}{hint}", chain(&e)), exit }
-    })?;
+fn rustls(cfg: &DbConfig) -> Result<MakeRustlsConnect, Error> {
+    Ok(MakeRustlsConnect::new(tls::client_config(
+        cfg.sslmode,
+        cfg.sslrootcert.as_deref(),
+    )?))
+}
+
+async fn connect_with<T>(
+    cfg: &DbConfig,
+    mode: PgSslMode,
+    tls: T,
+) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket> + 'static,
+    T::Stream: Send + 'static,
+{
+    let mut c = cfg.pg_config();
+    c.ssl_mode(mode);
+    let (client, connection) = c.connect(tls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!("connection closed: {e}");
         }
     });
     Ok(client)
+}
+
+/// The server turned a plain connection away because its pg_hba.conf wants TLS.
+fn wants_tls(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+        && chain(e).contains("no encryption")
+}
+
+/// Opens a connection with `cfg.sslmode`'s meaning and drives it on the runtime.
+pub async fn connect(cfg: &DbConfig) -> Result<Client, Error> {
+    let result = match cfg.sslmode {
+        SslMode::Disable => connect_with(cfg, PgSslMode::Disable, NoTls).await,
+        SslMode::Allow => match connect_with(cfg, PgSslMode::Disable, NoTls).await {
+            Err(e) if wants_tls(&e) => connect_with(cfg, PgSslMode::Require, rustls(cfg)?).await,
+            other => other,
+        },
+        SslMode::Prefer => connect_with(cfg, PgSslMode::Prefer, rustls(cfg)?).await,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+            connect_with(cfg, PgSslMode::Require, rustls(cfg)?).await
+        }
+    };
+    result.map_err(|e| connect_error(cfg, &e))
+}
+
+/// Asks the server to cancel what `client` is running, over the same kind of connection.
+pub async fn cancel(cfg: &DbConfig, client: &Client) {
+    let token = client.cancel_token();
+    let result = match (cfg.sslmode, rustls(cfg)) {
+        (SslMode::Disable, _) | (_, Err(_)) => token.cancel_query(NoTls).await,
+        (_, Ok(tls)) => token.cancel_query(tls).await,
+    };
+    if let Err(e) = result {
+        tracing::debug!("cancel request failed: {e}");
+    }
+}
+
+fn connect_error(cfg: &DbConfig, e: &tokio_postgres::Error) -> Error {
+    let target = cfg.display_target();
+    let text = chain(e);
+    let host = &cfg.host;
+    let (exit, hint) = if wants_tls(e) {
+        (
+            Exit::Config,
+            " (the server requires TLS: its pg_hba.conf allows only hostssl; use --sslmode require, or \
+             verify-full with --sslrootcert)"
+                .to_string(),
+        )
+    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        (
+            Exit::Config,
+            " (the server's certificate is not signed by a CA in --sslrootcert)".to_string(),
+        )
+    } else if text.contains("NotValidForName") || text.contains("not valid for name") {
+        (
+            Exit::Config,
+            format!(
+                " (the server's certificate does not name the host {host:?}: connect by a name the \
+                 certificate carries, or use --sslmode verify-ca)"
+            ),
+        )
+    } else if text.contains("server does not support TLS") {
+        (
+            Exit::Config,
+            format!(
+                " (sslmode={} needs TLS, which this server does not offer)",
+                cfg.sslmode
+            ),
+        )
+    } else {
+        match e.code() {
+            Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                (Exit::NoPerm, " (check --user and the password: CUSIP_DB_PASSWORD)".to_string())
+            }
+            Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
+                (Exit::Config, " (create the database, or set --dbname / CUSIP_DB_NAME)".to_string())
+            }
+            Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS || *c == SqlState::CANNOT_CONNECT_NOW => {
+                (Exit::Unavailable, String::new())
+            }
+            Some(_) => (Exit::Software, String::new()),
+            None => (
+                Exit::Unavailable,
+                " (is the server running and reachable? --host / CUSIP_DB_HOST, --port / CUSIP_DB_PORT)".to_string(),
+            ),
+        }
+    };
+    Error::Db {
+        message: format!(
+            "cannot connect to {target} (sslmode={}): {text}{hint}",
+            cfg.sslmode
+        ),
+        exit,
+    }
 }
 
 /// Refuses databases that are not UTF-8: under SQL_ASCII the server counts `varchar(n)` in
@@ -180,6 +281,8 @@ mod tests {
             user: "u".into(),
             password: Some("s3cret-pw".into()),
             connect_timeout: Duration::from_secs(1),
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
         };
         let shown = format!("{c:?} {}", c.display_target());
         assert!(!shown.contains("s3cret-pw"), "{shown}");

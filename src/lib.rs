@@ -20,3 +20,4 @@ pub mod report;
 pub mod s3;
 pub mod schema;
 pub mod source;
+pub mod tls;

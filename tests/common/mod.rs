@@ -19,6 +19,80 @@ pub struct Cluster {
 }
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static TLS: OnceLock<()> = OnceLock::new();
+
+/// Makes this test binary's cluster TLS-only (call before anything touches the cluster):
+/// `ssl=on` with a server certificate for `localhost` signed by a test CA (`ca.crt` in the
+/// cluster dir; `wrong-ca.crt` is an unrelated CA), and a pg_hba.conf of `hostssl` only.
+pub fn use_tls() {
+    let _ = TLS.set(());
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl: run `make setup`");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_certs(dir: &Path) {
+    let days = ["-days", "2"];
+    for ca in ["ca", "wrong-ca"] {
+        let (key, crt, subj) = (
+            format!("{ca}.key"),
+            format!("{ca}.crt"),
+            format!("/CN=cusip-test-{ca}"),
+        );
+        let mut a = vec![
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt,
+            "-subj", &subj,
+        ];
+        a.extend(days);
+        openssl(dir, &a);
+    }
+    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+}
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// The PostgreSQL binaries: `$PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`, else
@@ -149,11 +223,29 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let opts = format!(
+        let mut opts = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=100 -c shared_buffers=64MB",
             c.dir.display()
         );
+        if TLS.get().is_some() {
+            make_certs(&c.dir);
+            let data = c.dir.join("data");
+            for f in ["server.crt", "server.key"] {
+                std::fs::copy(c.dir.join(f), data.join(f)).unwrap();
+            }
+            std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n").unwrap();
+            if let Some(u) = &c.run_as {
+                Command::new("chown")
+                    .args(["-R", u])
+                    .arg(&data)
+                    .status()
+                    .unwrap();
+            }
+            let key = data.join("server.key");
+            Command::new("chmod").arg("600").arg(&key).status().unwrap();
+            opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let log = c.dir.join("server.log").display().to_string();
         let out = c
             .pg_cmd("pg_ctl")
