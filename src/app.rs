@@ -36,6 +36,9 @@ pub async fn run(args: Args) -> Summary {
         connect_timeout: Duration::from_secs(args.connect_timeout),
         sslmode: args.sslmode,
         sslrootcert: args.sslrootcert.clone(),
+        connect_retry: Duration::from_secs(args.connect_retry),
+        lock_timeout: Duration::from_secs(args.lock_timeout),
+        statement_timeout: Duration::from_secs(args.statement_timeout),
     };
     let opts = LoadOptions {
         parse: ParseOptions {
@@ -313,6 +316,13 @@ async fn work(
     reports: &mut [FileReport],
     slot: &mut Option<Client>,
 ) -> Result<(), Error> {
+    if args.validate_only {
+        for (input, report) in inputs.iter().zip(reports.iter_mut()) {
+            tracing::info!(file = %input.source, r#type = %input.file_type, "validating");
+            load::validate_file(input, opts, report).await?;
+        }
+        return Ok(());
+    }
     tracing::info!(target = %cfg.display_target(), "connecting");
     let client = slot.insert(db::connect(cfg).await?);
     db::check_encoding(client).await?;

@@ -141,6 +141,11 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 4, help_heading = "S3")]
     pub s3_concurrency: usize,
 
+    /// Parse and check the files (local or S3) without any database: same errors and exit
+    /// codes, for a pre-flight step. Foreign keys and code-table membership are not checked.
+    #[arg(long, conflicts_with = "init_schema")]
+    pub validate_only: bool,
+
     /// Apply the embedded schema (idempotent) before loading; alone, only that.
     #[arg(long)]
     pub init_schema: bool,
@@ -200,6 +205,37 @@ pub struct Args {
         help_heading = "Database"
     )]
     pub sslrootcert: Option<PathBuf>,
+
+    /// Seconds to keep retrying (with backoff) a connection that is refused or reset at start,
+    /// e.g. during an RDS failover. 0: try once.
+    #[arg(
+        long,
+        env = "CUSIP_DB_CONNECT_RETRY",
+        value_name = "SECONDS",
+        default_value_t = 60,
+        help_heading = "Database"
+    )]
+    pub connect_retry: u64,
+
+    /// Seconds to wait for another loader's lock on the same table (exit 75 when it runs out).
+    #[arg(
+        long,
+        env = "CUSIP_LOCK_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 900,
+        help_heading = "Database"
+    )]
+    pub lock_timeout: u64,
+
+    /// Seconds any one statement may run (exit 75 when it runs out). 0: no limit.
+    #[arg(
+        long,
+        env = "CUSIP_STATEMENT_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        help_heading = "Database"
+    )]
+    pub statement_timeout: u64,
 
     /// Seconds to wait for the database connection.
     #[arg(

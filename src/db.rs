@@ -29,6 +29,12 @@ pub struct DbConfig {
     pub sslmode: SslMode,
     /// PEM bundle of the CAs to trust (the RDS global bundle in production).
     pub sslrootcert: Option<PathBuf>,
+    /// How long to keep retrying a refused or reset connection at start.
+    pub connect_retry: Duration,
+    /// Session `lock_timeout`: bounds the wait for another loader's table lock.
+    pub lock_timeout: Duration,
+    /// Session `statement_timeout` (zero: none).
+    pub statement_timeout: Duration,
 }
 
 impl fmt::Debug for DbConfig {
@@ -58,7 +64,12 @@ impl DbConfig {
             .dbname(&self.dbname)
             .user(&self.user)
             .application_name("cusip-loader")
-            .connect_timeout(self.connect_timeout);
+            .connect_timeout(self.connect_timeout)
+            .options(format!(
+                "-c lock_timeout={}ms -c statement_timeout={}ms",
+                self.lock_timeout.as_millis(),
+                self.statement_timeout.as_millis()
+            ));
         if let Some(p) = &self.password {
             c.password(p);
         }
@@ -99,20 +110,66 @@ fn wants_tls(e: &tokio_postgres::Error) -> bool {
         && chain(e).contains("no encryption")
 }
 
-/// Opens a connection with `cfg.sslmode`'s meaning and drives it on the runtime.
+/// Worth another try: the server is not there yet (refused, reset, starting up, full), as
+/// during a failover. TLS and authentication failures are not.
+fn transient(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        Some(c) => *c == SqlState::CANNOT_CONNECT_NOW || *c == SqlState::TOO_MANY_CONNECTIONS,
+        None => !chain(e).contains("TLS"),
+    }
+}
+
+/// Opens a connection with `cfg.sslmode`'s meaning, retrying transient failures with
+/// backoff for up to `cfg.connect_retry`.
 pub async fn connect(cfg: &DbConfig) -> Result<Client, Error> {
-    let result = match cfg.sslmode {
+    // Built once: a bad CA bundle is a configuration error, not worth a retry.
+    let tls = rustls(cfg)?;
+    let start = std::time::Instant::now();
+    let mut delay = Duration::from_millis(500);
+    let mut attempts = 1;
+    loop {
+        match connect_once(cfg, &tls).await {
+            Err(e) if transient(&e) && start.elapsed() + delay <= cfg.connect_retry => {
+                tracing::warn!(
+                    attempt = attempts,
+                    "cannot connect yet ({}); retrying in {:.1}s",
+                    chain(&e),
+                    delay.as_secs_f64()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                attempts += 1;
+            }
+            Err(e) => {
+                let mut err = connect_error(cfg, &e);
+                if let (Error::Db { message, .. }, true) = (&mut err, attempts > 1) {
+                    message.push_str(&format!(
+                        " (gave up after {attempts} attempts in {:.0}s)",
+                        start.elapsed().as_secs_f64()
+                    ));
+                }
+                return Err(err);
+            }
+            Ok(c) => return Ok(c),
+        }
+    }
+}
+
+async fn connect_once(
+    cfg: &DbConfig,
+    tls: &MakeRustlsConnect,
+) -> Result<Client, tokio_postgres::Error> {
+    match cfg.sslmode {
         SslMode::Disable => connect_with(cfg, PgSslMode::Disable, NoTls).await,
         SslMode::Allow => match connect_with(cfg, PgSslMode::Disable, NoTls).await {
-            Err(e) if wants_tls(&e) => connect_with(cfg, PgSslMode::Require, rustls(cfg)?).await,
+            Err(e) if wants_tls(&e) => connect_with(cfg, PgSslMode::Require, tls.clone()).await,
             other => other,
         },
-        SslMode::Prefer => connect_with(cfg, PgSslMode::Prefer, rustls(cfg)?).await,
+        SslMode::Prefer => connect_with(cfg, PgSslMode::Prefer, tls.clone()).await,
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-            connect_with(cfg, PgSslMode::Require, rustls(cfg)?).await
+            connect_with(cfg, PgSslMode::Require, tls.clone()).await
         }
-    };
-    result.map_err(|e| connect_error(cfg, &e))
+    }
 }
 
 /// Asks the server to cancel what `client` is running, over the same kind of connection.
@@ -283,6 +340,9 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             sslmode: SslMode::Prefer,
             sslrootcert: None,
+            connect_retry: Duration::ZERO,
+            lock_timeout: Duration::ZERO,
+            statement_timeout: Duration::ZERO,
         };
         let shown = format!("{c:?} {}", c.display_target());
         assert!(!shown.contains("s3cret-pw"), "{shown}");

@@ -187,7 +187,30 @@ async fn stream_copy(
         .await
         .map_err(|e| db::fail("starting COPY", &e))?;
     let mut sink = std::pin::pin!(sink);
+    let produced = stream(input, layout, opts, report, Some(sink.as_mut())).await?;
+    let copied = sink
+        .as_mut()
+        .finish()
+        .await
+        .map_err(|e| copy_failure(&e, &produced.line_map, &input.name))?;
+    if copied != produced.records {
+        return Err(Error::Internal(format!(
+            "COPY took {copied} rows but {} records were sent",
+            produced.records
+        )));
+    }
+    Ok(produced)
+}
 
+/// Parses, checks and encodes the whole input, feeding COPY when there is a sink and
+/// discarding the rows when there is none (`--validate-only`).
+async fn stream(
+    input: &Input,
+    layout: &'static Layout,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+    mut sink: Option<std::pin::Pin<&mut tokio_postgres::CopyInSink<Bytes>>>,
+) -> Result<Produced, Error> {
     let opened = input.open()?;
     let reader = opened.reader;
     let (chunks, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
@@ -205,9 +228,11 @@ async fn stream_copy(
 
     let mut copy_error = None;
     while let Some(chunk) = rx.recv().await {
-        if let Err(e) = sink.send(chunk).await {
-            copy_error = Some(e);
-            break;
+        if let Some(s) = sink.as_mut() {
+            if let Err(e) = s.send(chunk).await {
+                copy_error = Some(e);
+                break;
+            }
         }
     }
     drop(rx);
@@ -241,7 +266,8 @@ async fn stream_copy(
             },
         );
     }
-    if input.local_path().is_some() && report.fingerprint.as_deref() != Some(digest.as_str()) {
+    let first_read = report.fingerprint.get_or_insert_with(|| digest.clone());
+    if input.local_path().is_some() && *first_read != digest {
         return Err(Error::Db {
             message: format!(
                 "{}: the file changed while it was being loaded (its sha256 differs from the one read first); \
@@ -258,18 +284,35 @@ async fn stream_copy(
             more: produced.more_problems,
         }));
     }
-    let copied = sink
-        .as_mut()
-        .finish()
-        .await
-        .map_err(|e| copy_failure(&e, &produced.line_map, &input.name))?;
-    if copied != produced.records {
-        return Err(Error::Internal(format!(
-            "COPY took {copied} rows but {} records were sent",
-            produced.records
-        )));
-    }
     Ok(produced)
+}
+
+/// Parses and checks one file without any database: the same problems and exit codes as a
+/// load, except foreign keys and code-table membership, which only the database knows.
+pub async fn validate_file(
+    input: &Input,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+) -> Result<(), Error> {
+    let t0 = Instant::now();
+    let result = stream(input, input.file_type.layout(), opts, report, None)
+        .await
+        .map(|_| ());
+    report.seconds = t0.elapsed().as_secs_f64();
+    report.mb_per_s = if report.seconds > 0.0 {
+        report.bytes as f64 / 1e6 / report.seconds
+    } else {
+        0.0
+    };
+    report.status = if result.is_ok() {
+        Status::Valid
+    } else {
+        Status::Failed
+    };
+    if let Err(e) = &result {
+        report.error = Some(e.to_string());
+    }
+    result
 }
 
 /// A COPY failure, with the server's row number translated back to the file line.

@@ -15,6 +15,8 @@ pub enum Status {
     NotAttempted,
     AlreadyLoaded,
     Missing,
+    /// Checked by --validate-only; nothing loaded.
+    Valid,
 }
 
 impl Status {
@@ -26,6 +28,7 @@ impl Status {
             Status::NotAttempted => "not attempted",
             Status::AlreadyLoaded => "already loaded",
             Status::Missing => "MISSING",
+            Status::Valid => "valid",
         }
     }
 }

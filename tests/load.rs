@@ -493,3 +493,155 @@ fn json_logs_are_one_object_per_line() {
         assert!(v["level"].is_string(), "{l}");
     }
 }
+
+#[test]
+fn validate_only_checks_without_any_database() {
+    let db = Db::empty("validate");
+    // Nothing listens here: a validation that tried to connect would fail with 69.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let validator = || {
+        let mut c = db.loader();
+        c.env("CUSIP_DB_PORT", port.to_string())
+            .arg("--validate-only");
+        c
+    };
+    let (code, out, err) = run(validator().args(day("01-15")).args(["--output", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let v = summary(&out);
+    for i in 0..3 {
+        assert_eq!(v["files"][i]["status"], "valid", "{v}");
+    }
+    assert_eq!(v["files"][1]["records"], 630);
+    // The same rejections, lines and exit codes as a load, except what needs the database.
+    for (file, line, column) in BAD {
+        if file.starts_with("fk") || file.starts_with("badcode") {
+            continue;
+        }
+        let (code, _, err) = run(validator().arg(testdata(&format!("bad/{file}"))));
+        assert_eq!(code, 65, "{file}: {err}");
+        assert!(err.contains(line) && err.contains(column), "{file}: {err}");
+    }
+    let (code, _, _) = run(validator().arg(testdata("bad/fkissuer-E.PIP")));
+    assert_eq!(code, 0, "foreign keys need the database");
+}
+
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_refused_connection_is_retried_until_the_server_appears() {
+    let db = Db::new("retry");
+    let port = dead_port();
+    let child = db
+        .loader()
+        .arg(testdata("CED01-15R.PIP"))
+        .env("CUSIP_DB_PORT", port.to_string())
+        .env("CUSIP_DB_CONNECT_RETRY", "30")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The "failover" ends after 1.5 s: a forwarder to the real server appears on the port.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let target = cluster().port;
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = std::net::TcpStream::connect(("127.0.0.1", target)).unwrap();
+            let (mut c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut c2, &mut s2.try_clone().unwrap()));
+            let (mut c3, mut s3) = (client, server);
+            std::thread::spawn(move || std::io::copy(&mut s3, &mut c3));
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("retrying in"), "{err}");
+    assert_eq!(db.count("issuer"), 300);
+}
+
+#[test]
+fn connect_retry_gives_up_in_bounded_time() {
+    let db = Db::new("giveup");
+    let t = std::time::Instant::now();
+    let (code, _, err) = run(db
+        .loader()
+        .arg(testdata("CED01-15R.PIP"))
+        .env("CUSIP_DB_PORT", dead_port().to_string())
+        .env("CUSIP_DB_CONNECT_RETRY", "2"));
+    assert_eq!(code, 69, "{err}");
+    assert!(err.contains("gave up after"), "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn a_lock_held_past_the_lock_timeout_fails_with_75() {
+    let db = Db::new("locktimeout");
+    // Another session holds the issuer table's load lock (class "CUSP", object 1).
+    let c = cluster();
+    let mut holder = Command::new(c.bin.join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &c.port.to_string(),
+            "-d",
+            &db.name,
+        ])
+        .args([
+            "-c",
+            "SELECT pg_advisory_lock(1129665360, 1)",
+            "-c",
+            "SELECT pg_sleep(30)",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db
+        .sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+        .trim()
+        == "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was never taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (code, _, err) = run(db
+        .loader()
+        .arg(testdata("CED01-15R.PIP"))
+        .args(["--lock-timeout", "1"]));
+    // The holder's backend sleeps on with the lock even if psql dies: end it server-side.
+    db.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+    );
+    let _ = holder.wait();
+    assert_eq!(code, 75, "{err}");
+    assert!(
+        err.contains("waiting for the issuer load lock") && err.contains("55P03"),
+        "{err}"
+    );
+    assert_eq!(db.count("issuer"), 0);
+    // Once the other session is gone the same command loads.
+    let (code, _, err) = run(db
+        .loader()
+        .arg(testdata("CED01-15R.PIP"))
+        .args(["--lock-timeout", "5"]));
+    assert_eq!(code, 0, "{err}");
+}

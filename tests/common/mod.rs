@@ -314,6 +314,7 @@ impl Db {
             .env("CUSIP_DB_PORT", cluster().port.to_string())
             .env("CUSIP_DB_NAME", &self.name)
             .env("CUSIP_DB_USER", "postgres")
+            .env("CUSIP_DB_CONNECT_RETRY", "0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null());
         c
