@@ -20,6 +20,7 @@ use crate::progress;
 use crate::report::{FileReport, Status, Summary};
 use crate::s3::{self, S3Options};
 use crate::schema;
+use crate::secret;
 use crate::source::{self, Input};
 
 pub async fn run(args: Args) -> Summary {
@@ -27,7 +28,7 @@ pub async fn run(args: Args) -> Summary {
         Ok(i) => i,
         Err(e) => return Summary::new(Vec::new(), e.exit(), Some(e.to_string())),
     };
-    let cfg = DbConfig {
+    let mut cfg = DbConfig {
         host: args.host.clone(),
         port: args.port,
         dbname: args.dbname.clone(),
@@ -40,6 +41,11 @@ pub async fn run(args: Args) -> Summary {
         lock_timeout: Duration::from_secs(args.lock_timeout),
         statement_timeout: Duration::from_secs(args.statement_timeout),
     };
+    if let (Some(arn), false) = (&args.db_secret_arn, args.validate_only) {
+        if let Err(e) = secret::apply(&mut cfg, arn, args.db_secret_region.clone()).await {
+            return Summary::new(reports, e.exit(), Some(e.to_string()));
+        }
+    }
     let opts = LoadOptions {
         parse: ParseOptions {
             encoding: args.encoding,

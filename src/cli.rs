@@ -206,6 +206,25 @@ pub struct Args {
     )]
     pub sslrootcert: Option<PathBuf>,
 
+    /// Secrets Manager secret (ARN or name) holding {host, port, dbname, username, password};
+    /// what it holds overrides the settings above.
+    #[arg(
+        long,
+        env = "CUSIP_DB_SECRET_ARN",
+        value_name = "ARN",
+        help_heading = "Database"
+    )]
+    pub db_secret_arn: Option<String>,
+
+    /// Region of the secret (default: the ARN's region, then the AWS chain).
+    #[arg(
+        long,
+        env = "CUSIP_DB_SECRET_REGION",
+        value_name = "REGION",
+        help_heading = "Database"
+    )]
+    pub db_secret_region: Option<String>,
+
     /// Seconds to keep retrying (with backoff) a connection that is refused or reset at start,
     /// e.g. during an RDS failover. 0: try once.
     #[arg(

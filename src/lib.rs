@@ -19,5 +19,6 @@ pub mod progress;
 pub mod report;
 pub mod s3;
 pub mod schema;
+pub mod secret;
 pub mod source;
 pub mod tls;
