@@ -41,6 +41,11 @@ pub async fn run(args: Args) -> Summary {
         lock_timeout: Duration::from_secs(args.lock_timeout),
         statement_timeout: Duration::from_secs(args.statement_timeout),
     };
+    if let Some(url) = &args.database_url {
+        if let Err(e) = db::apply_url(&mut cfg, url) {
+            return Summary::new(reports, e.exit(), Some(e.to_string()));
+        }
+    }
     if let (Some(arn), false) = (&args.db_secret_arn, args.validate_only) {
         if let Err(e) = secret::apply(&mut cfg, arn, args.db_secret_region.clone()).await {
             return Summary::new(reports, e.exit(), Some(e.to_string()));

@@ -206,6 +206,17 @@ pub struct Args {
     )]
     pub sslrootcert: Option<PathBuf>,
 
+    /// libpq-style URL, postgresql://user@host:port/dbname?sslmode=verify-full&sslrootcert=FILE;
+    /// what it holds overrides the flags above.
+    #[arg(
+        long,
+        env = "CUSIP_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        help_heading = "Database"
+    )]
+    pub database_url: Option<String>,
+
     /// Secrets Manager secret (ARN or name) holding {host, port, dbname, username, password};
     /// what it holds overrides the settings above.
     #[arg(

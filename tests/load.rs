@@ -645,3 +645,52 @@ fn a_lock_held_past_the_lock_timeout_fails_with_75() {
         .args(["--lock-timeout", "5"]));
     assert_eq!(code, 0, "{err}");
 }
+
+/// The grants the README documents for the application role.
+fn least_privilege_grants(role: &str, db: &str) -> String {
+    format!(
+        "CREATE ROLE {role} LOGIN; \
+         GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}; \
+         GRANT USAGE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE ON issuer, issue, issue_attribute TO {role}; \
+         GRANT SELECT ON {} TO {role}; \
+         GRANT SELECT, INSERT ON load_journal TO {role}; \
+         GRANT USAGE ON SEQUENCE load_journal_id_seq TO {role};",
+        REF_TABLES.join(", ")
+    )
+}
+
+#[test]
+fn a_least_privilege_role_loads_but_cannot_change_the_schema() {
+    let db = Db::new("leastpriv");
+    let role = format!("app_{}", db.name);
+    db.sql(&least_privilege_grants(&role, &db.name));
+    let as_app = || {
+        let mut c = db.loader();
+        c.env("CUSIP_DB_USER", &role);
+        c
+    };
+    let (code, _, err) = run(as_app().args(day("01-15")));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(as_app().args(day("01-16")));
+    assert_eq!(code, 0, "{err}");
+    for (i, t) in MASTER.iter().enumerate() {
+        assert_table_matches(&db, t, &[day("01-15")[i].clone(), day("01-16")[i].clone()]);
+    }
+    let (code, _, err) = run(as_app().arg("--init-schema"));
+    assert_eq!(code, 77, "schema changes need the owner: {err}");
+    assert!(err.contains("42501"), "{err}");
+    // Without UPDATE the delta cannot be merged: refused as a permission problem, nothing half-done.
+    let db2 = Db::new("noupdate");
+    let role2 = format!("app_{}", db2.name);
+    db2.sql(&least_privilege_grants(&role2, &db2.name));
+    db2.sql(&format!("REVOKE UPDATE ON issuer FROM {role2}"));
+    assert_eq!(run(db2.loader().args(day("01-15"))).0, 0);
+    let before = db2.snapshot();
+    let (code, _, err) = run(db2
+        .loader()
+        .env("CUSIP_DB_USER", &role2)
+        .arg(&day("01-16")[0]));
+    assert_eq!(code, 77, "{err}");
+    assert_eq!(db2.snapshot(), before);
+}

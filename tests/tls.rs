@@ -134,3 +134,28 @@ fn disable_against_a_tls_only_server_says_tls_is_required() {
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("--sslrootcert"), "{err}");
 }
+
+#[test]
+fn a_database_url_carries_the_connection_and_tls_settings() {
+    let db = tls_db("url");
+    let url = format!(
+        "postgresql://postgres@localhost:{}/{}?sslmode=verify-full&sslrootcert={}",
+        cluster().port,
+        db.name,
+        ca("ca.crt")
+    );
+    let (code, _, err) = run(db
+        .loader()
+        .arg(testdata("CED01-15R.PIP"))
+        .env("CUSIP_DB_HOST", "nowhere.invalid")
+        .env("CUSIP_DB_NAME", "wrong")
+        .env("CUSIP_DATABASE_URL", &url));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(db.count("issuer"), 300);
+    let wrong = url.replace("ca.crt", "wrong-ca.crt");
+    let (code, _, err) = run(db
+        .loader()
+        .arg(testdata("CED01-15R.PIP"))
+        .args(["--database-url", &wrong]));
+    assert_eq!(code, 78, "{err}");
+}
