@@ -140,14 +140,30 @@ async fn load_in_transaction(
     tracing::info!(file = %input.name, repeated = report.repeated, seconds = t.elapsed().as_secs_f64(), "checked");
 
     let t = Instant::now();
-    let row = tx
-        .query_one(merge::merge(layout).as_str(), &[])
+    // Diff before write: unchanged rows leave staging untouched, then the changed rows are
+    // updated and the new ones inserted. Under the table lock nothing else writes the table,
+    // so the three counts are exact.
+    let merging =
+        |e: tokio_postgres::Error| db::fail(&format!("merging into {}", layout.table), &e);
+    report.unchanged = tx
+        .execute(merge::drop_unchanged(layout).as_str(), &[])
         .await
-        .map_err(|e| db::fail(&format!("merging into {}", layout.table), &e))?;
-    report.inserted = row.get::<_, i64>(0) as u64;
-    report.updated = row.get::<_, i64>(1) as u64;
+        .map_err(merging)?;
+    report.updated = tx
+        .execute(merge::update_changed(layout).as_str(), &[])
+        .await
+        .map_err(merging)?;
+    report.inserted = tx
+        .execute(merge::insert_new(layout).as_str(), &[])
+        .await
+        .map_err(merging)?;
     let distinct = report.records - report.repeated;
-    report.unchanged = distinct.saturating_sub(report.inserted + report.updated);
+    if report.unchanged + report.updated + report.inserted != distinct {
+        return Err(Error::Internal(format!(
+            "merge counts do not add up: {} unchanged + {} updated + {} inserted != {distinct} distinct keys",
+            report.unchanged, report.updated, report.inserted
+        )));
+    }
     report.phases.push(Phase {
         name: "merge",
         seconds: t.elapsed().as_secs_f64(),

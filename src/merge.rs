@@ -105,29 +105,56 @@ pub fn code_misses(c: &Column, limit: u32) -> Option<String> {
     ))
 }
 
-/// Inserts new keys and updates only rows that differ, returning (inserted, updated).
-///
-/// The `WHERE ... IS DISTINCT FROM` makes an unchanged row a no-op: no new tuple, no WAL,
-/// xmin untouched. `xmax = 0` tells a fresh insert from an update in `RETURNING`.
-pub fn merge(l: &Layout) -> String {
-    let cols = list(&l.column_names(), "");
-    let keys = list(&l.key_names(), "");
-    let non_keys: Vec<&str> = l.non_key_columns().map(|c| c.name).collect();
-    let set: Vec<String> = non_keys
+fn key_join(l: &Layout) -> String {
+    l.key_names()
         .iter()
-        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .map(|k| format!("t.{k} = s.{k}"))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// Removes from staging every row the master already holds exactly: those are the
+/// unchanged rows, and they are never touched (no lock, no new tuple, no WAL).
+///
+/// An `ON CONFLICT … DO UPDATE … WHERE <differs>` would also skip the rewrite, but it
+/// row-locks every conflicting tuple first, which writes WAL for each unchanged row.
+pub fn drop_unchanged(l: &Layout) -> String {
+    let non_keys: Vec<&str> = l.non_key_columns().map(|c| c.name).collect();
+    format!(
+        "DELETE FROM {STAGE} s USING {} t WHERE {} AND ({}) IS NOT DISTINCT FROM ({})",
+        l.table,
+        key_join(l),
+        list(&non_keys, "t."),
+        list(&non_keys, "s."),
+    )
+}
+
+/// Rewrites the rows whose key exists and whose values differ (all that is left in staging
+/// with a match). Its row count is the number updated.
+pub fn update_changed(l: &Layout) -> String {
+    let set: Vec<String> = l
+        .non_key_columns()
+        .map(|c| format!("{0} = s.{0}", c.name))
         .collect();
     format!(
-        "WITH m AS ( \
-           INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM {STAGE} ORDER BY {keys} \
-           ON CONFLICT ({keys}) DO UPDATE SET {set} \
-           WHERE ({old}) IS DISTINCT FROM ({new}) \
-           RETURNING (t.xmax = 0) AS inserted) \
-         SELECT count(*) FILTER (WHERE inserted)::bigint, count(*) FILTER (WHERE NOT inserted)::bigint FROM m",
+        "UPDATE {} t SET {} FROM {STAGE} s WHERE {}",
+        l.table,
+        set.join(", "),
+        key_join(l)
+    )
+}
+
+/// Inserts the keys the master does not have, in key order. Its row count is the number
+/// inserted.
+pub fn insert_new(l: &Layout) -> String {
+    let cols = list(&l.column_names(), "");
+    format!(
+        "INSERT INTO {table} ({cols}) SELECT {scols} FROM {STAGE} s \
+         WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {join}) ORDER BY {keys}",
         table = l.table,
-        set = set.join(", "),
-        old = list(&non_keys, "t."),
-        new = list(&non_keys, "EXCLUDED."),
+        scols = list(&l.column_names(), "s."),
+        join = key_join(l),
+        keys = list(&l.key_names(), "s."),
     )
 }
 
@@ -142,9 +169,12 @@ mod tests {
         assert!(s.starts_with("CREATE TEMP TABLE cusip_stage (line bigint NOT NULL, issuer_num varchar(6), issue_num varchar(2)"));
         assert!(s.contains("rate numeric(6,3)") && s.ends_with("ON COMMIT DROP"));
         assert!(copy_in(&ISSUER).contains("(line, issuer_num, issuer_check,"));
-        assert!(merge(&ISSUE).contains(
-            "ON CONFLICT (issuer_num, issue_num) DO UPDATE SET issue_check = EXCLUDED.issue_check"
-        ));
+        assert!(
+            update_changed(&ISSUE).starts_with("UPDATE issue t SET issue_check = s.issue_check")
+        );
+        assert!(drop_unchanged(&ISSUE)
+            .contains("t.issuer_num = s.issuer_num AND t.issue_num = s.issue_num"));
+        assert!(insert_new(&ISSUER).ends_with("ORDER BY s.issuer_num"));
         assert!(foreign_key_misses(&ISSUER, 5).is_none());
         assert!(foreign_key_misses(&ISSUE, 5)
             .unwrap()

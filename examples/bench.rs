@@ -1,0 +1,448 @@
+//! `make bench`: the loader against the textbook reference, in one run, as ratios.
+//!
+//! Generates `BENCH_N` issues (default 1 000 000) with the project's generator, starts a
+//! throwaway PostgreSQL cluster, and for each scenario runs the loader on one database and
+//! the reference (psql: text `\copy` into a temp table, then one `INSERT … ON CONFLICT … DO
+//! UPDATE SET every column`, one transaction) on an identical second one. It measures wall
+//! time, rows/s, MB/s, the loader's peak RSS, WAL bytes and tuples written, prints one
+//! Markdown table and writes the same as JSON under target/bench/. It never fails on speed.
+//!
+//! Run: `make bench` (or `BENCH_N=10000000 make bench`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const TABLES: [(&str, &str, &str); 3] = [
+    ("R", "issuer", "issuer_num"),
+    ("E", "issue", "issuer_num, issue_num"),
+    ("A", "issue_attribute", "issuer_num, issue_num"),
+];
+
+struct Pg {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    run_as: Option<&'static str>,
+}
+
+impl Pg {
+    fn cmd(&self, name: &str) -> Command {
+        let exe = self.bin.join(name);
+        match self.run_as {
+            Some(u) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--"]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        }
+    }
+
+    fn psql(&self, db: &str) -> Command {
+        let mut c = Command::new(self.bin.join("psql"));
+        c.args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &self.port.to_string(), "-d", db]);
+        c
+    }
+
+    fn sql(&self, db: &str, q: &str) -> String {
+        let out = self.psql(db).args(["-c", q]).output().expect("psql");
+        assert!(
+            out.status.success(),
+            "{q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let data = self.dir.join("data").display().to_string();
+        let _ = self
+            .cmd("pg_ctl")
+            .args(["-D", &data, "-m", "fast", "stop"])
+            .stdout(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(self.dir.join("data"));
+    }
+}
+
+fn pg_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PG_BIN") {
+        return p.into();
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.pop()
+        .expect("PostgreSQL binaries not found: run `make setup` or set PG_BIN")
+}
+
+fn start_cluster(dir: &Path) -> Pg {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run_as = (unsafe { libc::geteuid() } == 0).then_some("postgres");
+    let _ = std::fs::remove_dir_all(dir.join("data"));
+    std::fs::create_dir_all(dir).unwrap();
+    if let Some(u) = run_as {
+        Command::new("chown")
+            .args(["-R", u])
+            .arg(dir)
+            .status()
+            .unwrap();
+    }
+    let pg = Pg {
+        bin: pg_bin(),
+        dir: dir.to_path_buf(),
+        port,
+        run_as,
+    };
+    let data = dir.join("data").display().to_string();
+    let ok = pg
+        .cmd("initdb")
+        .args([
+            "-D",
+            &data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "initdb failed");
+    let opts = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -k {} -c shared_buffers=256MB -c max_wal_size=8GB \
+         -c checkpoint_timeout=30min",
+        dir.display()
+    );
+    let log = dir.join("server.log").display().to_string();
+    let ok = pg
+        .cmd("pg_ctl")
+        .args(["-D", &data, "-l", &log, "-o", &opts, "-w", "start"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "pg_ctl start failed; see {log}");
+    pg
+}
+
+/// One measurement of one side of a scenario.
+#[derive(Default, Clone)]
+struct M {
+    seconds: f64,
+    rows: u64,
+    bytes: u64,
+    rss_mb: Option<f64>,
+    wal: u64,
+    written: u64,
+}
+
+/// Runs `cmd`, returning wall seconds and peak RSS (MB) of the child.
+fn timed(cmd: &mut Command) -> (f64, f64) {
+    let t = Instant::now();
+    let mut child = cmd.stdout(Stdio::null()).spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::wait4(pid, &mut status, 0, &mut usage);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let _ = child.try_wait();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed with status {status}"
+    );
+    (secs, usage.ru_maxrss as f64 / 1024.0)
+}
+
+fn lsn(pg: &Pg, db: &str) -> String {
+    pg.sql(db, "SELECT pg_current_wal_lsn()")
+}
+
+fn wal_since(pg: &Pg, db: &str, start: &str) -> u64 {
+    pg.sql(
+        db,
+        &format!("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{start}')::bigint"),
+    )
+    .parse()
+    .unwrap_or(0)
+}
+
+/// Tuples written (inserted or rewritten) by transactions after `xid`.
+fn written_since(pg: &Pg, db: &str, table: &str, xid: &str) -> u64 {
+    pg.sql(
+        db,
+        &format!("SELECT count(*) FROM {table} WHERE xmin::text::bigint >= {xid}"),
+    )
+    .parse()
+    .unwrap_or(0)
+}
+
+/// The reference's input: the file without its trailer and with zero dates emptied, made
+/// outside the timing (PostgreSQL's text input refuses both).
+fn reference_input(src: &Path, out: &Path) {
+    let text = std::fs::read(src).unwrap();
+    let mut w = std::io::BufWriter::new(std::fs::File::create(out).unwrap());
+    for line in text.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() || line.starts_with(b"999999") || line == b"\x1a" {
+            continue;
+        }
+        let fields: Vec<&[u8]> = line
+            .split(|&b| b == b'|')
+            .map(|f| {
+                if f == b"0000-00-00" || f == b"00000000" {
+                    &b""[..]
+                } else {
+                    f
+                }
+            })
+            .collect();
+        w.write_all(&fields.join(&b'|')).unwrap();
+        w.write_all(b"\n").unwrap();
+    }
+}
+
+fn reference_sql(table: &str, keys: &str, cols: &[String], file: &Path) -> String {
+    let set: Vec<String> = cols
+        .iter()
+        .filter(|c| !keys.contains(c.as_str()))
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect();
+    format!(
+        "BEGIN;\nCREATE TEMP TABLE s (LIKE {table}) ON COMMIT DROP;\n\
+         \\copy s FROM '{}' WITH (FORMAT csv, DELIMITER '|', QUOTE E'\\x01')\n\
+         INSERT INTO {table} SELECT * FROM s ON CONFLICT ({keys}) DO UPDATE SET {};\nCOMMIT;\n",
+        file.display(),
+        set.join(", ")
+    )
+}
+
+fn main() {
+    let n: u64 = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    let data = root.join(format!("data-{n}"));
+    let exe_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let loader = exe_dir.join("cusip-loader");
+    let generator = exe_dir.join("examples/generate");
+    assert!(
+        loader.exists() && generator.exists(),
+        "build first: cargo build --release --bins --examples"
+    );
+
+    if !data.join("CED04-02A.PIP").exists() {
+        std::fs::create_dir_all(&data).unwrap();
+        eprintln!("generating {n} issues under {}", data.display());
+        let gen = |extra: &[&str]| {
+            let ok = Command::new(&generator)
+                .args(["--issues", &n.to_string(), "--seed", "42", "--out"])
+                .arg(&data)
+                .args(extra)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "generator failed");
+        };
+        gen(&["--date", "04-01"]);
+        gen(&["--next-of", "04-01", "--date", "04-02"]);
+        for d in ["04-01", "04-02"] {
+            for (t, _, _) in TABLES {
+                let f = data.join(format!("CED{d}{t}.PIP"));
+                reference_input(&f, &data.join(format!("ref-{d}{t}.txt")));
+            }
+        }
+    }
+    let pg = start_cluster(&root.join("pg"));
+    for db in ["loader", "reference"] {
+        pg.sql("postgres", &format!("CREATE DATABASE {db}"));
+    }
+    let env_loader = |c: &mut Command| {
+        c.env("CUSIP_DB_HOST", "127.0.0.1")
+            .env("CUSIP_DB_PORT", pg.port.to_string())
+            .env("CUSIP_DB_USER", "postgres")
+            .env("CUSIP_DB_NAME", "loader")
+            .env("RUST_LOG", "warn");
+    };
+    let mut init = Command::new(&loader);
+    env_loader(&mut init);
+    timed(init.arg("--init-schema"));
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.sql");
+    assert!(pg
+        .psql("reference")
+        .arg("-f")
+        .arg(&schema)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+
+    let mut rows: Vec<(String, String, M, M)> = Vec::new();
+    for (scenario, day, force) in [
+        ("fresh", "04-01", false),
+        ("unchanged", "04-01", true),
+        ("next day", "04-02", false),
+    ] {
+        for (t, table, keys) in TABLES {
+            let file = data.join(format!("CED{day}{t}.PIP"));
+            let bytes = std::fs::metadata(&file).unwrap().len();
+            let records = std::fs::read(&file)
+                .unwrap()
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64
+                - 1;
+            let cols: Vec<String> = pg
+                .sql("reference", &format!("SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = '{table}'"))
+                .split(',')
+                .map(str::to_string)
+                .collect();
+            // loader
+            let (start, xid) = (
+                lsn(&pg, "loader"),
+                pg.sql("loader", "SELECT txid_current()"),
+            );
+            let mut c = Command::new(&loader);
+            env_loader(&mut c);
+            c.arg(&file);
+            if force {
+                c.arg("--force");
+            }
+            let (secs, rss) = timed(&mut c);
+            let l = M {
+                seconds: secs,
+                rows: records,
+                bytes,
+                rss_mb: Some(rss),
+                wal: wal_since(&pg, "loader", &start),
+                written: written_since(&pg, "loader", table, &xid),
+            };
+            // reference
+            let (start, xid) = (
+                lsn(&pg, "reference"),
+                pg.sql("reference", "SELECT txid_current()"),
+            );
+            let script = root.join("ref.sql");
+            std::fs::write(
+                &script,
+                reference_sql(table, keys, &cols, &data.join(format!("ref-{day}{t}.txt"))),
+            )
+            .unwrap();
+            let (secs, _) = timed(pg.psql("reference").arg("-f").arg(&script));
+            let r = M {
+                seconds: secs,
+                rows: records,
+                bytes,
+                rss_mb: None,
+                wal: wal_since(&pg, "reference", &start),
+                written: written_since(&pg, "reference", table, &xid),
+            };
+            eprintln!(
+                "{scenario} {table}: loader {:.2}s, reference {:.2}s",
+                l.seconds, r.seconds
+            );
+            rows.push((scenario.to_string(), table.to_string(), l, r));
+        }
+    }
+    // validate-only against cat on the same page-cached files
+    for (t, table, _) in TABLES {
+        let file = data.join(format!("CED04-01{t}.PIP"));
+        let bytes = std::fs::metadata(&file).unwrap().len();
+        let _ = Command::new("cat")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .status();
+        let mut c = Command::new(&loader);
+        env_loader(&mut c);
+        let (secs, rss) = timed(c.arg("--validate-only").arg(&file));
+        let (cat_secs, _) = timed(Command::new("cat").arg(&file));
+        let l = M {
+            seconds: secs,
+            rows: 0,
+            bytes,
+            rss_mb: Some(rss),
+            ..Default::default()
+        };
+        let r = M {
+            seconds: cat_secs,
+            rows: 0,
+            bytes,
+            ..Default::default()
+        };
+        rows.push(("validate-only vs cat".into(), table.to_string(), l, r));
+    }
+
+    let mut md = String::from(
+        "| scenario | table | loader s | reference s | ratio | loader rows/s | loader MB/s | loader peak RSS MB | loader WAL MB | reference WAL MB | loader tuples written | reference tuples written |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut json = Vec::new();
+    for (s, t, l, r) in &rows {
+        let ratio = l.seconds / r.seconds.max(1e-9);
+        md.push_str(&format!(
+            "| {s} | {t} | {:.2} | {:.2} | {ratio:.2} | {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {} |\n",
+            l.seconds,
+            r.seconds,
+            l.rows as f64 / l.seconds,
+            l.bytes as f64 / 1e6 / l.seconds,
+            l.rss_mb.unwrap_or(0.0),
+            l.wal as f64 / 1e6,
+            r.wal as f64 / 1e6,
+            l.written,
+            r.written
+        ));
+        json.push(format!(
+            "{{\"scenario\":\"{s}\",\"table\":\"{t}\",\"loader_seconds\":{:.3},\"reference_seconds\":{:.3},\"ratio\":{ratio:.3},\"rows\":{},\"bytes\":{},\"loader_peak_rss_mb\":{:.1},\"loader_wal_bytes\":{},\"reference_wal_bytes\":{},\"loader_tuples_written\":{},\"reference_tuples_written\":{}}}",
+            l.seconds, r.seconds, l.rows, l.bytes, l.rss_mb.unwrap_or(0.0), l.wal, r.wal, l.written, r.written
+        ));
+    }
+    println!(
+        "BENCH_N = {n}; machine: {} cores\n\n{md}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    std::fs::write(
+        root.join(format!("results-{n}.json")),
+        format!("[\n{}\n]\n", json.join(",\n")),
+    )
+    .unwrap();
+    std::fs::write(root.join(format!("results-{n}.md")), &md).unwrap();
+    eprintln!("wrote {}", root.join(format!("results-{n}.json")).display());
+}
