@@ -2,6 +2,7 @@
 #
 #   make setup   install what is missing (PostgreSQL server binaries, the postgres user)
 #   make build   release build
+#   make dist    release build, stripped, copied to target/dist/cusip-loader (what the image ships)
 #   make test    cargo test (the integration tests start their own throwaway clusters)
 #   make lint    rustfmt check + clippy, warnings are errors
 #   make demo    load the sample files into a throwaway cluster and show the result
@@ -17,6 +18,7 @@ SHELL := /bin/bash
 
 CARGO    ?= cargo
 LOADER   := target/release/cusip-loader
+DIST     := target/dist/cusip-loader
 DEMO_DIR ?= target/demo
 
 # Hand PG_BIN through to cargo test and the demo when the caller set it
@@ -25,7 +27,7 @@ ifdef PG_BIN
 export PG_BIN
 endif
 
-.PHONY: help setup build test lint demo clean
+.PHONY: help setup build dist bench test lint demo clean
 
 help: ## Show this list
 	@echo "cusip-loader make targets:"
@@ -76,6 +78,25 @@ setup: ## Install what is missing (PostgreSQL, postgres user, runuser, openssl, 
 
 build: ## cargo build --release
 	@$(CARGO) build --release
+
+# The artifact deploy/Dockerfile copies into the image. --locked: ship exactly Cargo.lock.
+# Copied then renamed, so a binary that is running is never overwritten in place.
+dist: ## Release build, stripped, at target/dist/cusip-loader (deploy/Dockerfile runs this)
+	@$(CARGO) build --release --locked
+	mkdir -p "$(dir $(DIST))"
+	cp "$(LOADER)" "$(DIST).tmp"
+	if command -v strip >/dev/null; then
+	  strip "$(DIST).tmp"
+	else
+	  echo "dist: strip not found; shipping the binary unstripped" >&2
+	fi
+	mv -f "$(DIST).tmp" "$(DIST)"
+	echo "dist: $(abspath $(DIST)) ($$(du -h "$(DIST)" | cut -f1), $$(stat -c %s "$(DIST)") bytes)"
+
+# Not part of test: a measurement, never a pass/fail on speed. BENCH_N=10000000 for the big run.
+bench: setup ## Loader vs the textbook psql reference at BENCH_N issues (default 1000000); prints ratios
+	@$(CARGO) build --release --bins --examples
+	./target/release/examples/bench
 
 test: setup ## cargo test (honours PG_BIN)
 	@$(CARGO) test
