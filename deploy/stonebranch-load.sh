@@ -120,7 +120,8 @@ trap - TERM INT
 if [ -s "$tmp" ]; then
   cat -- "$tmp"
   if [ -n "$summary_file" ]; then
-    if mv -f -- "$tmp" "$summary_file"; then
+    # mktemp made it 0600; a summary holds no secret and operators read it.
+    if chmod 0644 -- "$tmp" && mv -f -- "$tmp" "$summary_file"; then
       say "summary: $summary_file"
     else
       say "warning: could not write $summary_file"
