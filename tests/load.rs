@@ -584,12 +584,15 @@ fn connect_retry_gives_up_in_bounded_time() {
     assert!(t.elapsed() < std::time::Duration::from_secs(10));
 }
 
-#[test]
-fn a_lock_held_past_the_lock_timeout_fails_with_75() {
-    let db = Db::new("locktimeout");
-    // Another session holds the issuer table's load lock (class "CUSP", object 1).
+/// Granted advisory locks in the test's own database (tests share the cluster).
+const MY_ADVISORY_LOCKS: &str = "locktype = 'advisory' AND granted \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+/// Another session holding the issuer table's load lock (class "CUSP", object 1) until
+/// `release` ends it server-side (its backend would sleep on with the lock if psql died).
+fn hold_issuer_lock(db: &Db) -> std::process::Child {
     let c = cluster();
-    let mut holder = Command::new(c.bin.join("psql"))
+    let holder = Command::new(c.bin.join("psql"))
         .args([
             "-X",
             "-q",
@@ -613,7 +616,9 @@ fn a_lock_held_past_the_lock_timeout_fails_with_75() {
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while db
-        .sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+        .sql(&format!(
+            "SELECT count(*) FROM pg_locks WHERE {MY_ADVISORY_LOCKS}"
+        ))
         .trim()
         == "0"
     {
@@ -623,15 +628,25 @@ fn a_lock_held_past_the_lock_timeout_fails_with_75() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    holder
+}
+
+fn release(db: &Db, mut holder: std::process::Child) {
+    db.sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE {MY_ADVISORY_LOCKS}"
+    ));
+    let _ = holder.wait();
+}
+
+#[test]
+fn a_lock_held_past_the_lock_timeout_fails_with_75() {
+    let db = Db::new("locktimeout");
+    let holder = hold_issuer_lock(&db);
     let (code, _, err) = run(db
         .loader()
         .arg(testdata("CED01-15R.PIP"))
         .args(["--lock-timeout", "1"]));
-    // The holder's backend sleeps on with the lock even if psql dies: end it server-side.
-    db.sql(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-    );
-    let _ = holder.wait();
+    release(&db, holder);
     assert_eq!(code, 75, "{err}");
     assert!(
         err.contains("waiting for the issuer load lock") && err.contains("55P03"),
@@ -644,6 +659,26 @@ fn a_lock_held_past_the_lock_timeout_fails_with_75() {
         .arg(testdata("CED01-15R.PIP"))
         .args(["--lock-timeout", "5"]));
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_statement_past_the_statement_timeout_fails_with_75() {
+    let db = Db::new("stmttimeout");
+    let holder = hold_issuer_lock(&db);
+    // No lock timeout: the statement timeout is what ends the wait.
+    let (code, _, err) = run(db.loader().arg(testdata("CED01-15R.PIP")).args([
+        "--lock-timeout",
+        "0",
+        "--statement-timeout",
+        "1",
+    ]));
+    release(&db, holder);
+    assert_eq!(code, 75, "{err}");
+    assert!(
+        err.contains("57014") && err.contains("statement timeout"),
+        "{err}"
+    );
+    assert_eq!(db.count("issuer"), 0);
 }
 
 /// The grants the README documents for the application role.
