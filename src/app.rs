@@ -233,7 +233,6 @@ fn s3_options(args: &Args) -> S3Options {
         region: args.s3_region.clone(),
         endpoint_url: args.s3_endpoint_url.clone(),
         force_path_style: args.s3_force_path_style || truthy("CUSIP_S3_FORCE_PATH_STYLE"),
-        max_resumes: args.s3_max_resumes,
     }
 }
 

@@ -124,7 +124,7 @@ async fn load_in_transaction(
         .map_err(|e| db::fail("creating the staging table", &e))?;
 
     let t = Instant::now();
-    let produced = stream_copy(&tx, input, layout, opts, report).await?;
+    stream_copy(&tx, input, layout, opts, report).await?;
     report.phases.push(Phase {
         name: "read+parse+copy",
         seconds: t.elapsed().as_secs_f64(),
@@ -132,7 +132,7 @@ async fn load_in_transaction(
     tracing::info!(file = %input.name, records = report.records, seconds = t.elapsed().as_secs_f64(), "staged");
 
     let t = Instant::now();
-    check(&tx, input, layout, report, &produced.line_map).await?;
+    check(&tx, input, layout, report).await?;
     report.phases.push(Phase {
         name: "checks",
         seconds: t.elapsed().as_secs_f64(),
@@ -197,7 +197,7 @@ async fn stream_copy(
     layout: &'static Layout,
     opts: &LoadOptions,
     report: &mut FileReport,
-) -> Result<Produced, Error> {
+) -> Result<(), Error> {
     let sink = tx
         .copy_in::<_, Bytes>(merge::copy_in(layout).as_str())
         .await
@@ -215,7 +215,7 @@ async fn stream_copy(
             produced.records
         )));
     }
-    Ok(produced)
+    Ok(())
 }
 
 /// Parses, checks and encodes the whole input, feeding COPY when there is a sink and
@@ -233,13 +233,24 @@ async fn stream(
     let pb = progress::bar(opts.progress, &input.name, input.size);
     let pb2 = pb.clone();
     let parse = opts.parse;
+    // Only a local file's identity is its content hash; an S3 object's is its ETag, so
+    // hashing its bytes would be work on the hot path for nothing.
+    let hash = input.local_path().is_some();
     let producer = tokio::task::spawn_blocking(move || {
-        let mut fp = Fingerprint::new(reader);
-        let produced = copy::produce(&mut fp, layout, parse, chunks, &|bytes, records| {
+        let progress = |bytes, records| {
             pb2.set_position(bytes);
             pb2.set_message(format!("{records} records"));
-        });
-        (produced, fp.hex())
+        };
+        if hash {
+            let mut fp = Fingerprint::new(reader);
+            let produced = copy::produce(&mut fp, layout, parse, chunks, &progress);
+            (produced, Some(fp.hex()))
+        } else {
+            (
+                copy::produce(reader, layout, parse, chunks, &progress),
+                None,
+            )
+        }
     });
 
     let mut copy_error = None;
@@ -282,16 +293,18 @@ async fn stream(
             },
         );
     }
-    let first_read = report.fingerprint.get_or_insert_with(|| digest.clone());
-    if input.local_path().is_some() && *first_read != digest {
-        return Err(Error::Db {
-            message: format!(
-                "{}: the file changed while it was being loaded (its sha256 differs from the one read first); \
-                 nothing was loaded, rerun once it is complete",
-                input.source
-            ),
-            exit: crate::error::Exit::TempFail,
-        });
+    if let Some(digest) = digest {
+        let first_read = report.fingerprint.get_or_insert_with(|| digest.clone());
+        if *first_read != digest {
+            return Err(Error::Db {
+                message: format!(
+                    "{}: the file changed while it was being loaded (its sha256 differs from the one read first); \
+                     nothing was loaded, rerun once it is complete",
+                    input.source
+                ),
+                exit: crate::error::Exit::TempFail,
+            });
+        }
     }
     if !produced.problems.is_empty() {
         return Err(Error::Rejected(Rejection {
@@ -356,7 +369,6 @@ async fn check(
     input: &Input,
     layout: &Layout,
     report: &mut FileReport,
-    _map: &LineMap,
 ) -> Result<(), Error> {
     let q = |what: &'static str| move |e: tokio_postgres::Error| db::fail(what, &e);
     tx.batch_execute(&format!("ANALYZE {}", merge::STAGE))

@@ -26,8 +26,6 @@ pub struct S3Options {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub force_path_style: bool,
-    /// Resumes allowed per object after the body fails mid-stream.
-    pub max_resumes: u32,
 }
 
 /// Builds a client from the standard chain (env keys, `AWS_PROFILE` incl. SSO, ECS task

@@ -363,11 +363,7 @@ fn database_problems_have_their_own_exit_codes() {
     let db = Db::new("dberr");
     let f = testdata("CED01-15R.PIP");
     // Nothing listens on this port.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let (code, _, err) = run(db.loader().arg(&f).env("CUSIP_DB_PORT", port.to_string()));
     assert_eq!(code, 69, "{err}");
     assert!(err.contains("cannot connect"), "{err}");
@@ -388,11 +384,7 @@ fn database_problems_have_their_own_exit_codes() {
 #[test]
 fn the_password_is_never_printed() {
     let db = Db::new("secret");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let (code, out, err) = run(db
         .loader()
         .arg(testdata("CED01-15R.PIP"))
@@ -498,11 +490,7 @@ fn json_logs_are_one_object_per_line() {
 fn validate_only_checks_without_any_database() {
     let db = Db::empty("validate");
     // Nothing listens here: a validation that tried to connect would fail with 69.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let validator = || {
         let mut c = db.loader();
         c.env("CUSIP_DB_PORT", port.to_string())
@@ -529,18 +517,10 @@ fn validate_only_checks_without_any_database() {
     assert_eq!(code, 0, "foreign keys need the database");
 }
 
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_refused_connection_is_retried_until_the_server_appears() {
     let db = Db::new("retry");
-    let port = dead_port();
+    let port = free_port();
     let child = db
         .loader()
         .arg(testdata("CED01-15R.PIP"))
@@ -577,7 +557,7 @@ fn connect_retry_gives_up_in_bounded_time() {
     let (code, _, err) = run(db
         .loader()
         .arg(testdata("CED01-15R.PIP"))
-        .env("CUSIP_DB_PORT", dead_port().to_string())
+        .env("CUSIP_DB_PORT", free_port().to_string())
         .env("CUSIP_DB_CONNECT_RETRY", "2"));
     assert_eq!(code, 69, "{err}");
     assert!(err.contains("gave up after"), "{err}");

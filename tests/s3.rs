@@ -267,11 +267,7 @@ fn missing_bucket_key_and_endpoint_are_one_line_each() {
     ]));
     assert_eq!(code, 66, "{err}");
     assert!(err.contains("does not exist"), "{err}");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let (code, _, err) = run(loader(&db, &format!("http://127.0.0.1:{port}")).args([
         "--s3-bucket",
         &b,

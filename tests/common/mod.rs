@@ -129,7 +129,8 @@ fn pg_bin() -> PathBuf {
         .to_path_buf()
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on (yet): bound, read, released.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
