@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use cusip_loader::layout::FileType;
+use cusip_loader::merge;
+
 const TABLES: [(&str, &str, &str); 3] = [
     ("R", "issuer", "issuer_num"),
     ("E", "issue", "issuer_num, issue_num"),
@@ -154,6 +157,9 @@ fn start_cluster(dir: &Path) -> Pg {
     pg
 }
 
+/// Scenario, table, the loader's phases (name, seconds), the server's own binary COPY.
+type PhaseRow = (String, String, Vec<(String, f64)>, Option<f64>);
+
 /// One measurement of one side of a scenario.
 #[derive(Default, Clone)]
 struct M {
@@ -165,23 +171,33 @@ struct M {
     written: u64,
 }
 
-/// Runs `cmd`, returning wall seconds and peak RSS (MB) of the child.
-fn timed(cmd: &mut Command) -> (f64, f64) {
+/// Runs `cmd` to success, returning wall seconds and its stdout.
+fn timed(cmd: &mut Command) -> (f64, String) {
     let t = Instant::now();
-    let mut child = cmd.stdout(Stdio::null()).spawn().expect("spawn");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::wait4(pid, &mut status, 0, &mut usage);
-    }
+    let out = cmd.stderr(Stdio::inherit()).output().expect("spawn");
     let secs = t.elapsed().as_secs_f64();
-    let _ = child.try_wait();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed with status {status}"
-    );
-    (secs, usage.ru_maxrss as f64 / 1024.0)
+    assert!(out.status.success(), "{cmd:?} failed: {}", out.status);
+    (secs, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What the loader's JSON summary says of its one file: peak RSS (the loader reads its
+/// own `VmHWM`; a parent's `wait4` would report the parent's size at fork) and phases.
+fn loader_summary(stdout: &str) -> (Option<f64>, Vec<(String, f64)>) {
+    let v: serde_json::Value = serde_json::from_str(stdout).unwrap_or_default();
+    let phases = v["files"][0]["phases"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap_or("?").to_string(),
+                        p["seconds"].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (v["peak_rss_mb"].as_f64(), phases)
 }
 
 fn lsn(pg: &Pg, db: &str) -> String {
@@ -291,19 +307,24 @@ fn main() {
         }
     }
     let pg = start_cluster(&root.join("pg"));
-    for db in ["loader", "reference"] {
+    // loader: every scenario on the default (safe) path; initial: the fresh load again with
+    // --initial-load; reference: the textbook psql upsert.
+    for db in ["loader", "initial", "reference"] {
         pg.sql("postgres", &format!("CREATE DATABASE {db}"));
     }
-    let env_loader = |c: &mut Command| {
+    let env_loader = |c: &mut Command, db: &str| {
         c.env("CUSIP_DB_HOST", "127.0.0.1")
             .env("CUSIP_DB_PORT", pg.port.to_string())
             .env("CUSIP_DB_USER", "postgres")
-            .env("CUSIP_DB_NAME", "loader")
-            .env("RUST_LOG", "warn");
+            .env("CUSIP_DB_NAME", db)
+            .env("RUST_LOG", "warn")
+            .args(["--output", "json", "--no-progress"]);
     };
-    let mut init = Command::new(&loader);
-    env_loader(&mut init);
-    timed(init.arg("--init-schema"));
+    for db in ["loader", "initial"] {
+        let mut init = Command::new(&loader);
+        env_loader(&mut init, db);
+        timed(init.arg("--init-schema"));
+    }
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.sql");
     assert!(pg
         .psql("reference")
@@ -315,64 +336,81 @@ fn main() {
         .success());
 
     let mut rows: Vec<(String, String, M, M)> = Vec::new();
-    for (scenario, day, force) in [
-        ("fresh", "04-01", false),
-        ("unchanged", "04-01", true),
-        ("next day", "04-02", false),
+    let mut phase_rows: Vec<PhaseRow> = Vec::new();
+    for (scenario, day, flag, db) in [
+        ("fresh", "04-01", None, "loader"),
+        (
+            "fresh --initial-load",
+            "04-01",
+            Some("--initial-load"),
+            "initial",
+        ),
+        ("unchanged", "04-01", Some("--force"), "loader"),
+        ("next day", "04-02", None, "loader"),
     ] {
         for (t, table, keys) in TABLES {
             let file = data.join(format!("CED{day}{t}.PIP"));
             let bytes = std::fs::metadata(&file).unwrap().len();
-            let records = std::fs::read(&file)
-                .unwrap()
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count() as u64
-                - 1;
+            let records = count_records(&file);
             let cols: Vec<String> = pg
                 .sql("reference", &format!("SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = '{table}'"))
                 .split(',')
                 .map(str::to_string)
                 .collect();
             // loader
-            let (start, xid) = (
-                lsn(&pg, "loader"),
-                pg.sql("loader", "SELECT txid_current()"),
-            );
+            let (start, xid) = (lsn(&pg, db), pg.sql(db, "SELECT txid_current()"));
             let mut c = Command::new(&loader);
-            env_loader(&mut c);
-            c.arg(&file);
-            if force {
-                c.arg("--force");
-            }
-            let (secs, rss) = timed(&mut c);
+            env_loader(&mut c, db);
+            c.arg(&file).args(flag);
+            let (secs, out) = timed(&mut c);
+            let (rss, phases) = loader_summary(&out);
             let l = M {
                 seconds: secs,
                 rows: records,
                 bytes,
-                rss_mb: Some(rss),
-                wal: wal_since(&pg, "loader", &start),
-                written: written_since(&pg, "loader", table, &xid),
+                rss_mb: rss,
+                wal: wal_since(&pg, db, &start),
+                written: written_since(&pg, db, table, &xid),
             };
-            // reference
-            let (start, xid) = (
-                lsn(&pg, "reference"),
-                pg.sql("reference", "SELECT txid_current()"),
-            );
-            let script = root.join("ref.sql");
-            std::fs::write(
-                &script,
-                reference_sql(table, keys, &cols, &data.join(format!("ref-{day}{t}.txt"))),
-            )
-            .unwrap();
-            let (secs, _) = timed(pg.psql("reference").arg("-f").arg(&script));
-            let r = M {
-                seconds: secs,
-                rows: records,
-                bytes,
-                rss_mb: None,
-                wal: wal_since(&pg, "reference", &start),
-                written: written_since(&pg, "reference", table, &xid),
+            // The same rows, binary COPY'd by the server itself into the same staging table:
+            // the floor for the loader's read+parse+copy phase.
+            let server_copy = (scenario == "fresh").then(|| server_binary_copy(&pg, &root, t));
+            phase_rows.push((scenario.to_string(), table.to_string(), phases, server_copy));
+            if scenario == "fresh --initial-load" {
+                // Both paths must have produced the same table, row for row.
+                let q =
+                    format!("SELECT md5(string_agg(t::text, '|' ORDER BY {keys})) FROM {table} t");
+                let same = pg.sql("loader", &q) == pg.sql("initial", &q);
+                eprintln!(
+                    "{table}: the default path and --initial-load give identical rows: {same}"
+                );
+            }
+            // reference (the initial-load scenario is compared with the same fresh reference)
+            let r = if scenario == "fresh --initial-load" {
+                rows.iter()
+                    .find(|(s, tb, _, _)| s == "fresh" && tb == table)
+                    .map(|(_, _, _, r)| r.clone())
+                    .unwrap_or_default()
+            } else {
+                let (start, xid) = (
+                    lsn(&pg, "reference"),
+                    pg.sql("reference", "SELECT txid_current()"),
+                );
+                let script = root.join("ref.sql");
+                std::fs::write(
+                    &script,
+                    reference_sql(table, keys, &cols, &data.join(format!("ref-{day}{t}.txt"))),
+                )
+                .unwrap();
+                let (secs, _) = timed(pg.psql("reference").arg("-f").arg(&script));
+                M {
+                    seconds: secs,
+                    rows: records,
+                    bytes,
+                    rss_mb: None,
+                    wal: wal_since(&pg, "reference", &start),
+                    written: written_since(&pg, "reference", table, &xid),
+                }
             };
             eprintln!(
                 "{scenario} {table}: loader {:.2}s, reference {:.2}s",
@@ -380,6 +418,28 @@ fn main() {
             );
             rows.push((scenario.to_string(), table.to_string(), l, r));
         }
+    }
+    // The whole date, fresh: the sum over the three files, each way.
+    for scenario in ["fresh", "fresh --initial-load"] {
+        let mut l = M::default();
+        let mut r = M::default();
+        for (s, _, lm, rm) in &rows {
+            if s == scenario {
+                l.seconds += lm.seconds;
+                l.rows += lm.rows;
+                l.bytes += lm.bytes;
+                l.wal += lm.wal;
+                l.written += lm.written;
+                l.rss_mb = match (l.rss_mb, lm.rss_mb) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                r.seconds += rm.seconds;
+                r.wal += rm.wal;
+                r.written += rm.written;
+            }
+        }
+        rows.push((scenario.to_string(), "whole date".to_string(), l, r));
     }
     // validate-only against cat on the same page-cached files
     for (t, table, _) in TABLES {
@@ -390,14 +450,14 @@ fn main() {
             .stdout(Stdio::null())
             .status();
         let mut c = Command::new(&loader);
-        env_loader(&mut c);
-        let (secs, rss) = timed(c.arg("--validate-only").arg(&file));
-        let (cat_secs, _) = timed(Command::new("cat").arg(&file));
+        env_loader(&mut c, "loader");
+        let (secs, out) = timed(c.arg("--validate-only").arg(&file));
+        let (cat_secs, _) = timed(Command::new("cat").arg(&file).stdout(Stdio::null()));
         let l = M {
             seconds: secs,
-            rows: 0,
+            rows: count_records(&file),
             bytes,
-            rss_mb: Some(rss),
+            rss_mb: loader_summary(&out).0,
             ..Default::default()
         };
         let r = M {
@@ -432,6 +492,35 @@ fn main() {
             l.seconds, r.seconds, l.rows, l.bytes, l.rss_mb.unwrap_or(0.0), l.wal, r.wal, l.written, r.written
         ));
     }
+    md.push_str(
+        "\n| scenario | table | read+parse+copy s | checks s | merge s | commit s | server-side binary COPY s | copy / server COPY |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (s, t, phases, server) in &phase_rows {
+        let get = |name: &str| {
+            phases
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0.0, |(_, v)| *v)
+        };
+        let copy = get("read+parse+copy");
+        md.push_str(&format!(
+            "| {s} | {t} | {copy:.2} | {:.2} | {:.2} | {:.2} | {} | {} |\n",
+            get("checks"),
+            get("merge"),
+            get("commit"),
+            server.map_or("".into(), |v| format!("{v:.2}")),
+            server.map_or("".into(), |v| format!("{:.2}", copy / v.max(1e-9))),
+        ));
+        json.push(format!(
+            "{{\"scenario\":\"{s}\",\"table\":\"{t}\",\"phases\":{{{}}},\"server_binary_copy_seconds\":{}}}",
+            phases
+                .iter()
+                .map(|(n, v)| format!("\"{n}\":{v:.3}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            server.map_or("null".into(), |v| format!("{v:.3}"))
+        ));
+    }
     println!(
         "BENCH_N = {n}; machine: {} cores\n\n{md}",
         std::thread::available_parallelism()
@@ -445,4 +534,44 @@ fn main() {
     .unwrap();
     std::fs::write(root.join(format!("results-{n}.md")), &md).unwrap();
     eprintln!("wrote {}", root.join(format!("results-{n}.json")).display());
+}
+
+/// Data records in a PIP file (lines other than the trailer), counted in bounded memory.
+fn count_records(file: &Path) -> u64 {
+    use std::io::BufRead;
+    let r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(file).unwrap());
+    r.split(b'\n')
+        .map_while(Result::ok)
+        .filter(|l| !l.is_empty() && !l.starts_with(b"999999"))
+        .count() as u64
+}
+
+/// Seconds for the server to binary-COPY the loaded rows of one table, read back from a
+/// file it wrote itself, into a fresh staging table of the loader's own shape.
+fn server_binary_copy(pg: &Pg, root: &Path, letter: &str) -> f64 {
+    let ft = FileType::ALL
+        .into_iter()
+        .find(|t| t.letter().to_string() == letter)
+        .expect("a file type");
+    let layout = ft.layout();
+    let file = root.join("pg").join(format!("stage-{letter}.bin"));
+    let cols = layout.column_names().join(", ");
+    pg.sql(
+        "loader",
+        &format!(
+            "COPY (SELECT 0::bigint, {cols} FROM {} ORDER BY {}) TO '{}' (FORMAT binary)",
+            layout.table,
+            layout.key_names().join(", "),
+            file.display()
+        ),
+    );
+    let script = format!(
+        "BEGIN;\n{};\nCOPY {} (line, {cols}) FROM '{}' (FORMAT binary);\nCOMMIT;\n",
+        merge::create_stage(layout),
+        merge::STAGE,
+        file.display()
+    );
+    let (secs, _) = timed(pg.psql("loader").args(["-c", &script]));
+    let _ = std::fs::remove_file(&file);
+    secs
 }

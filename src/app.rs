@@ -58,6 +58,7 @@ pub async fn run(args: Args) -> Summary {
         },
         progress: progress::wanted(args.no_progress),
         force: args.force,
+        initial_load: args.initial_load || truthy("CUSIP_INITIAL_LOAD"),
     };
 
     let (mut sigint, mut sigterm) = match (

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::convert::{self, Encoding};
 use crate::error::Problem;
-use crate::layout::Layout;
+use crate::layout::{Kind, Layout};
 use crate::parse::{split_fields, Next, RecordReader, ShapeError};
 
 /// Target size of one chunk handed to the COPY sink.
@@ -107,7 +107,8 @@ impl RowEncoder {
         problems: &mut Vec<Problem>,
     ) -> bool {
         let expected = self.layout.columns.len();
-        let found = split_fields(data, &mut self.fields);
+        let split = split_fields(data, &mut self.fields);
+        let found = split.count;
         if found != expected {
             problems.push(Problem::at(
                 line,
@@ -125,19 +126,24 @@ impl RowEncoder {
             return false;
         }
         let mark = out.len();
+        // One reservation per row: a field never grows by more than its length word plus
+        // a small numeric's header, so the puts below do not reallocate.
+        out.reserve(data.len() + 20 * expected + 16);
         out.put_i16(expected as i16 + 1);
         out.put_i32(8);
         out.put_i64(line as i64);
         let mut ok = true;
         for (col, &(s, e)) in self.layout.columns.iter().zip(&self.fields) {
-            if let Err(err) = convert::encode_field(
-                out,
-                &data[s..e],
-                col.kind,
-                col.key,
-                self.encoding,
-                &mut self.scratch,
-            ) {
+            let raw = &data[s..e];
+            let result = match col.kind {
+                Kind::Varchar(width) if split.plain => {
+                    convert::encode_plain_text(out, raw, width, col.key)
+                }
+                kind => {
+                    convert::encode_field(out, raw, kind, col.key, self.encoding, &mut self.scratch)
+                }
+            };
+            if let Err(err) = result {
                 problems.push(Problem::at(line, Some(col.name), err.to_string()));
                 ok = false;
             }

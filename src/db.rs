@@ -65,8 +65,13 @@ impl DbConfig {
             .user(&self.user)
             .application_name("cusip-loader")
             .connect_timeout(self.connect_timeout)
+            // temp_buffers: the staging table is temporary, so it lives in this session's
+            // local buffers (8 MB by default); every check and the merge scan it, and at
+            // the default each scan goes back to the kernel. work_mem: the merge's hash
+            // joins and the key sort stay in memory. Both are per-session ceilings,
+            // allocated only as used (README, Performance).
             .options(format!(
-                "-c lock_timeout={}ms -c statement_timeout={}ms",
+                "-c temp_buffers=256MB -c work_mem=64MB -c lock_timeout={}ms -c statement_timeout={}ms",
                 self.lock_timeout.as_millis(),
                 self.statement_timeout.as_millis()
             ));

@@ -6,7 +6,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use cusip_loader::cli::{Args, LogFormat, OutputFormat, EXIT_CODES};
-use cusip_loader::{app, progress};
+use cusip_loader::{app, progress, report};
 
 fn main() {
     let args = match Args::try_parse() {
@@ -31,7 +31,8 @@ fn main() {
             std::process::exit(70);
         }
     };
-    let summary = runtime.block_on(app::run(args));
+    let mut summary = runtime.block_on(app::run(args));
+    summary.peak_rss_mb = report::peak_rss_mb();
 
     let mut out = io::stdout().lock();
     let written = match output {

@@ -37,13 +37,21 @@ pub fn copy_in(l: &Layout) -> String {
     )
 }
 
-/// Groups the staged keys that occur more than once, with the lines they occur on.
+/// Statistics for the planner on the staged keys only: the row count and key statistics
+/// are what the joins below need, and sampling all 53 attribute columns cost ~7× as much
+/// (0.70 s against 0.09 s at 200 000 rows).
+pub fn analyze_stage(l: &Layout) -> String {
+    format!("ANALYZE {STAGE} ({})", list(&l.key_names(), ""))
+}
+
+/// Groups the staged keys that occur more than once. Plain aggregates only, so PostgreSQL
+/// can hash-aggregate (an ordered `array_agg` forces a sort: 0.27 s against 0.16 s at
+/// 200 000 rows); the lines of the few keys shown are fetched by [`repeat_examples`].
 pub fn find_repeats(l: &Layout) -> String {
     let keys = list(&l.key_names(), "");
     format!(
         "CREATE TEMP TABLE {REPEATS} ON COMMIT DROP AS \
-         SELECT {keys}, count(*) AS n, min(line) AS first_line, max(line) AS last_line, \
-                (array_agg(line ORDER BY line))[1:5] AS lines \
+         SELECT {keys}, count(*) AS n, min(line) AS first_line, max(line) AS last_line \
          FROM {STAGE} GROUP BY {keys} HAVING count(*) > 1"
     )
 }
@@ -53,10 +61,27 @@ pub fn count_repeats() -> String {
     format!("SELECT coalesce(sum(n - 1), 0)::bigint, count(*)::bigint FROM {REPEATS}")
 }
 
-/// The first few repeated keys, in file order, as `key` text and line list.
+/// The first few repeated keys, in file order, as `key` text and their first five lines.
 pub fn repeat_examples(l: &Layout, limit: u32) -> String {
-    let key = l.key_names().join(" || ' ' || ");
-    format!("SELECT {key}, lines FROM {REPEATS} ORDER BY first_line LIMIT {limit}")
+    let key = l
+        .key_names()
+        .iter()
+        .map(|k| format!("r.{k}"))
+        .collect::<Vec<_>>()
+        .join(" || ' ' || ");
+    let on: Vec<String> = l
+        .key_names()
+        .iter()
+        .map(|k| format!("s.{k} = r.{k}"))
+        .collect();
+    format!(
+        "SELECT {key}, (array_agg(s.line ORDER BY s.line))[1:5] \
+         FROM (SELECT * FROM {REPEATS} ORDER BY first_line LIMIT {limit}) r \
+         JOIN {STAGE} s ON {} \
+         GROUP BY {}, r.first_line ORDER BY r.first_line",
+        on.join(" AND "),
+        list(&l.key_names(), "r."),
+    )
 }
 
 /// Keeps only the last record of each repeated key: the day's last transaction wins.
@@ -155,6 +180,38 @@ pub fn insert_new(l: &Layout) -> String {
         scols = list(&l.column_names(), "s."),
         join = key_join(l),
         keys = list(&l.key_names(), "s."),
+    )
+}
+
+/// Whether the master table has no row at all (the condition for an initial load).
+pub fn is_empty(l: &Layout) -> String {
+    format!("SELECT NOT EXISTS (SELECT 1 FROM {})", l.table)
+}
+
+/// The exclusive lock an initial load holds while the table has no indexes or foreign
+/// keys: nobody may read a table whose constraints are not in force.
+pub fn lock_exclusive(l: &Layout) -> String {
+    format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", l.table)
+}
+
+/// The table's foreign keys and secondary indexes (those not backing a constraint), as
+/// `(kind, drop statement, re-create statement)`. Definitions come from the catalog, so an
+/// index or foreign key a DBA added is dropped and rebuilt exactly as well.
+pub fn detachable(l: &Layout) -> String {
+    let t = l.table;
+    format!(
+        "SELECT 'foreign key',                 format('ALTER TABLE %s DROP CONSTRAINT %I', conrelid::regclass, conname),                 format('ALTER TABLE %s ADD CONSTRAINT %I %s', conrelid::regclass, conname, pg_get_constraintdef(oid))          FROM pg_constraint WHERE conrelid = '{t}'::regclass AND contype = 'f'          UNION ALL          SELECT 'index', format('DROP INDEX %s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid)          FROM pg_index i WHERE i.indrelid = '{t}'::regclass            AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)          ORDER BY 1, 2"
+    )
+}
+
+/// Every staged row into the (empty, exclusively locked) master, in key order so the
+/// primary key index is built by appending.
+pub fn insert_all(l: &Layout) -> String {
+    let cols = list(&l.column_names(), "");
+    format!(
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {STAGE} ORDER BY {keys}",
+        table = l.table,
+        keys = list(&l.key_names(), ""),
     )
 }
 

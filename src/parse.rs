@@ -164,21 +164,25 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
-    /// True when nothing but line endings and 0x1A bytes remain. Consumes those bytes when it
-    /// is true; when false, consumes nothing that belongs to a later record.
+    /// True when nothing but line endings and 0x1A bytes remain. Consumes those bytes only
+    /// when it is true: when false, everything scanned stays unread, because a `0x1A` line
+    /// before more data is a record of its own and must be seen as one.
+    ///
+    /// The scanned bytes are kept in the buffer across refills (at most `max_line` of them;
+    /// a longer blank run after a record ending in 0x1A is refused as an over-long line).
     fn rest_is_blank(&mut self) -> Result<bool, ShapeError> {
+        let mut scanned = 0;
         loop {
-            let rest = &self.buf[self.start..self.end];
-            match rest.iter().position(|&b| !matches!(b, b'\n' | b'\r' | SUB)) {
-                Some(_) => return Ok(false),
-                None => {
-                    // All blank so far: drop it (counting lines) and look further.
-                    self.line += memchr::memchr_iter(b'\n', rest).count() as u64;
-                    self.start = self.end;
-                    if !self.fill()? {
-                        return Ok(true);
-                    }
-                }
+            let rest = &self.buf[self.start + scanned..self.end];
+            if rest.iter().any(|&b| !matches!(b, b'\n' | b'\r' | SUB)) {
+                return Ok(false);
+            }
+            scanned = self.end - self.start;
+            if !self.fill()? {
+                let rest = &self.buf[self.start..self.end];
+                self.line += memchr::memchr_iter(b'\n', rest).count() as u64;
+                self.start = self.end;
+                return Ok(true);
             }
         }
     }
@@ -231,22 +235,107 @@ fn classify<'a>(
     Ok(Next::Record { line, data })
 }
 
-/// Splits a record on `|` into `fields`, returning the number of fields found. Only the
-/// first `fields.len()` ranges are filled; the count tells the caller whether it matched.
-pub fn split_fields(record: &[u8], fields: &mut [(usize, usize)]) -> usize {
+/// What [`split_fields`] found in one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    /// Fields found (delimiters + 1), whether or not they all fitted in `fields`.
+    pub count: usize,
+    /// Every byte is ASCII and none is NUL: text fields then need no per-field encoding
+    /// or NUL check, only a width check, which is what makes the common case fast.
+    pub plain: bool,
+}
+
+/// Bit masks, one bit per byte of a 16-byte block: which bytes are `|`, which have the
+/// high bit set (not ASCII), and which are NUL.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block_masks(block: &[u8; 16]) -> (u32, u32, u32) {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always
+    // available; the load is unaligned and reads exactly the 16 bytes of `block`.
+    unsafe {
+        let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+        let pipes = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'|' as i8)));
+        let nul = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128()));
+        let high = _mm_movemask_epi8(v);
+        (pipes as u32, high as u32, nul as u32)
+    }
+}
+
+/// The portable version of [`block_masks`]: eight bytes at a time in a `u64`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn block_masks(block: &[u8; 16]) -> (u32, u32, u32) {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // High bit set in exactly the bytes equal to `b` (no false positives).
+    let eq = |w: u64, b: u8| {
+        let x = w ^ (LO * b as u64);
+        !(((x & !HI).wrapping_add(!HI)) | x) & HI
+    };
+    // Gathers the high bit of each byte into one bit per byte.
+    let pack = |m: u64| (((m & HI) >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
+    let mut out = (0, 0, 0);
+    for (half, bytes) in block.chunks_exact(8).enumerate() {
+        let mut w8 = [0u8; 8];
+        w8.copy_from_slice(bytes);
+        let w = u64::from_le_bytes(w8);
+        let shift = 8 * half as u32;
+        out.0 |= pack(eq(w, b'|')) << shift;
+        out.1 |= pack(w) << shift;
+        out.2 |= pack(eq(w, 0)) << shift;
+    }
+    out
+}
+
+/// Splits a record on `|` into `fields`, returning the number of fields found and whether
+/// the record is plain ASCII. Only the first `fields.len()` ranges are filled; the count
+/// tells the caller whether it matched.
+///
+/// One pass, sixteen bytes at a time: a record has a delimiter every few bytes, so calling
+/// `memchr` per field costs more in call setup than it saves (`cargo bench --bench parse`,
+/// `split`: 1.0 GB/s with `memchr_iter`, 2.0–2.5 GB/s eight bytes at a time, more with
+/// SSE2 sixteen at a time).
+pub fn split_fields(record: &[u8], fields: &mut [(usize, usize)]) -> Split {
     let mut n = 0;
     let mut start = 0;
-    for i in memchr::memchr_iter(b'|', record) {
-        if n < fields.len() {
-            fields[n] = (start, i);
+    let mut high = 0u32;
+    let mut nul = 0u32;
+    let mut push = |i: usize, n: &mut usize, start: &mut usize| {
+        if let Some(f) = fields.get_mut(*n) {
+            *f = (*start, i);
         }
-        n += 1;
-        start = i + 1;
+        *n += 1;
+        *start = i + 1;
+    };
+    let blocks = record.chunks_exact(16);
+    let tail = blocks.remainder();
+    for (k, block) in blocks.enumerate() {
+        let mut b16 = [0u8; 16];
+        b16.copy_from_slice(block);
+        let (mut pipes, h, z) = block_masks(&b16);
+        high |= h;
+        nul |= z;
+        while pipes != 0 {
+            push(k * 16 + pipes.trailing_zeros() as usize, &mut n, &mut start);
+            pipes &= pipes - 1;
+        }
     }
-    if n < fields.len() {
-        fields[n] = (start, record.len());
+    let base = record.len() - tail.len();
+    for (j, &b) in tail.iter().enumerate() {
+        high |= (b >> 7) as u32;
+        nul |= (b == 0) as u32;
+        if b == b'|' {
+            push(base + j, &mut n, &mut start);
+        }
     }
-    n + 1
+    if let Some(f) = fields.get_mut(n) {
+        *f = (start, record.len());
+    }
+    Split {
+        count: n + 1,
+        plain: high == 0 && nul == 0,
+    }
 }
 
 #[cfg(test)]
@@ -337,10 +426,48 @@ mod tests {
     #[test]
     fn fields() {
         let mut f = [(0, 0); 3];
-        assert_eq!(split_fields(b"a||c", &mut f), 3);
+        assert_eq!(split_fields(b"a||c", &mut f).count, 3);
         assert_eq!(f, [(0, 1), (2, 2), (3, 4)]);
-        assert_eq!(split_fields(b"a|b", &mut f), 2);
-        assert_eq!(split_fields(b"a|b|c|d|e", &mut f), 5);
-        assert_eq!(split_fields(b"", &mut f), 1);
+        assert_eq!(split_fields(b"a|b", &mut f).count, 2);
+        assert_eq!(split_fields(b"a|b|c|d|e", &mut f).count, 5);
+        assert_eq!(split_fields(b"", &mut f).count, 1);
+    }
+
+    /// The word-at-a-time splitter against the obvious one, on many records mixing
+    /// delimiters, NULs and high bytes at every offset of a word.
+    #[test]
+    fn split_matches_the_naive_split() {
+        let alphabet = [b'a', b'|', 0u8, 0xC3, 0xA9, b' ', 0x7F, 0x80, b'{', 0xFF];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for len in 0..70 {
+            for _ in 0..40 {
+                let rec: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        alphabet[(seed % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                let mut want = Vec::new();
+                let mut start = 0;
+                for (i, &b) in rec.iter().enumerate() {
+                    if b == b'|' {
+                        want.push((start, i));
+                        start = i + 1;
+                    }
+                }
+                want.push((start, rec.len()));
+                let mut got = vec![(usize::MAX, 0); want.len()];
+                let split = split_fields(&rec, &mut got);
+                assert_eq!(split.count, want.len(), "{rec:?}");
+                assert_eq!(got, want, "{rec:?}");
+                assert_eq!(
+                    split.plain,
+                    rec.iter().all(|&b| b != 0 && b < 0x80),
+                    "{rec:?}"
+                );
+            }
+        }
     }
 }

@@ -66,6 +66,8 @@ pub struct FileReport {
     pub seconds: f64,
     pub mb_per_s: f64,
     pub phases: Vec<Phase>,
+    /// The table was empty and `--initial-load` took the rebuild path.
+    pub initial_load: bool,
     pub status: Status,
     pub error: Option<String>,
 }
@@ -89,10 +91,28 @@ impl FileReport {
             seconds: 0.0,
             mb_per_s: 0.0,
             phases: Vec::new(),
+            initial_load: false,
             status: Status::NotAttempted,
             error: None,
         }
     }
+}
+
+/// Peak resident set size of this process in MB, from `/proc/self/status` (`VmHWM`).
+///
+/// Read here rather than from `getrusage`: `ru_maxrss` carries over the high-water mark of
+/// the process image that exec'd us, so it overstates a child of a large parent.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,6 +122,8 @@ pub struct Summary {
     pub files: Vec<FileReport>,
     /// A failure that belongs to no single file (usage, connection, interruption).
     pub error: Option<String>,
+    /// The process's peak resident memory (Linux `VmHWM`), for capacity planning.
+    pub peak_rss_mb: Option<f64>,
 }
 
 impl Summary {
@@ -111,6 +133,7 @@ impl Summary {
             exit_code: exit.code(),
             files,
             error,
+            peak_rss_mb: None,
         }
     }
 
@@ -275,5 +298,12 @@ mod tests {
         assert_eq!(v["exit_code"], 65);
         assert_eq!(v["files"][0]["type"], "issuer");
         assert_eq!(v["files"][1]["status"], "not_attempted");
+    }
+
+    #[test]
+    fn peak_rss_is_read_from_proc() {
+        // A test binary on Linux has touched at least a megabyte and far less than 100 GB.
+        let mb = peak_rss_mb().expect("/proc/self/status has VmHWM on Linux");
+        assert!(mb > 1.0 && mb < 100_000.0, "{mb}");
     }
 }

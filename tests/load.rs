@@ -709,3 +709,121 @@ fn a_least_privilege_role_loads_but_cannot_change_the_schema() {
     assert_eq!(code, 77, "{err}");
     assert_eq!(db2.snapshot(), before);
 }
+
+/// Indexes and constraints of the master tables, as the catalog defines them.
+fn master_schema(db: &Db) -> String {
+    db.sql(
+        "SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid) \
+           FROM pg_constraint WHERE conrelid IN ('issuer'::regclass, 'issue'::regclass, 'issue_attribute'::regclass) \
+         UNION ALL \
+         SELECT indexdef FROM pg_indexes WHERE tablename IN ('issuer', 'issue', 'issue_attribute') \
+         ORDER BY 1",
+    )
+}
+
+fn initial_flags(v: &serde_json::Value) -> Vec<bool> {
+    v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["initial_load"].as_bool().unwrap())
+        .collect()
+}
+
+#[test]
+fn initial_load_gives_the_same_tables_as_the_default_merge() {
+    let safe = Db::new("init_safe");
+    let fast = Db::new("init_fast");
+    // A DBA's own index must be dropped and rebuilt exactly like the schema's.
+    fast.sql("CREATE INDEX dba_issue_desc_idx ON issue (issue_desc_1)");
+    safe.sql("CREATE INDEX dba_issue_desc_idx ON issue (issue_desc_1)");
+    let schema = master_schema(&fast);
+    assert!(schema.contains("issue_issuer_fk") && schema.contains("dba_issue_desc_idx"));
+
+    let (code, vs, err) = load(&safe, &day("01-15"));
+    assert_eq!(code, 0, "{err}");
+    let mut files = day("01-15");
+    files.push("--initial-load".into());
+    let (code, vf, err) = load(&fast, &files);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(initial_flags(&vs), [false; 3]);
+    assert_eq!(
+        initial_flags(&vf),
+        [true; 3],
+        "empty tables take the initial-load path"
+    );
+    for i in 0..3 {
+        assert_eq!(counts(&vs, i), counts(&vf, i), "file {i}");
+    }
+    for t in MASTER {
+        assert_eq!(safe.dump(t), fast.dump(t), "{t}");
+    }
+    assert_table_matches(&fast, "issue", &day("01-15")[1..2]);
+    assert_eq!(
+        master_schema(&fast),
+        schema,
+        "every index and constraint is back"
+    );
+    // The constraints are in force again: a row without its issuer is refused by the table.
+    let orphan = psql_on(
+        &fast.name,
+        "INSERT INTO issue (issuer_num, issue_num, issue_check) VALUES ('ZZZZZZ', 'ZZ', '0')",
+    );
+    assert!(!orphan.status.success());
+    assert!(String::from_utf8_lossy(&orphan.stderr).contains("issue_issuer_fk"));
+
+    // With rows present, --initial-load merges as usual: same counts, same tables.
+    let (code, vs, err) = load(&safe, &day("01-16"));
+    assert_eq!(code, 0, "{err}");
+    let mut files = day("01-16");
+    files.push("--initial-load".into());
+    let (code, vf, err) = load(&fast, &files);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(initial_flags(&vf), [false; 3]);
+    for i in 0..3 {
+        assert_eq!(counts(&vs, i), counts(&vf, i), "file {i}");
+    }
+    for t in MASTER {
+        assert_eq!(safe.dump(t), fast.dump(t), "{t}");
+    }
+}
+
+#[test]
+fn a_failed_initial_load_restores_the_table_with_its_indexes_and_keys() {
+    let db = Db::new("init_fail");
+    assert_eq!(run(db.loader().arg(&day("01-15")[0])).0, 0);
+    // A DBA's CHECK constraint the loader knows nothing of stays attached, so the insert
+    // fails after the indexes and foreign keys were dropped: all of it must roll back.
+    let first = std::fs::read_to_string(&day("01-15")[1]).unwrap();
+    let issuer = &first[..6];
+    db.sql(&format!(
+        "ALTER TABLE issue ADD CONSTRAINT dba_no_issuer CHECK (issuer_num <> '{issuer}')"
+    ));
+    let schema = master_schema(&db);
+    let before = db.snapshot();
+    let (code, _, err) = run(db.loader().arg(&day("01-15")[1]).arg("--initial-load"));
+    assert_eq!(code, 65, "a constraint violation is a data error: {err}");
+    assert!(err.contains("dba_no_issuer"), "{err}");
+    assert_eq!(db.snapshot(), before);
+    assert_eq!(master_schema(&db), schema);
+    // Without the obstacle the same command loads.
+    db.sql("ALTER TABLE issue DROP CONSTRAINT dba_no_issuer");
+    let (code, _, err) = run(db.loader().arg(&day("01-15")[1]).arg("--initial-load"));
+    assert_eq!(code, 0, "{err}");
+    assert_table_matches(&db, "issue", &day("01-15")[1..2]);
+
+    // A role that does not own the table cannot take this path: 77, and nothing changes.
+    let role = format!("app_{}", db.name);
+    db.sql(&least_privilege_grants(&role, &db.name));
+    let before = db.snapshot();
+    let schema = master_schema(&db);
+    let (code, _, err) = run(db
+        .loader()
+        .env("CUSIP_DB_USER", &role)
+        .env("CUSIP_INITIAL_LOAD", "true")
+        .arg(&day("01-15")[2]));
+    assert_eq!(code, 77, "{err}");
+    assert!(err.contains("own the table"), "{err}");
+    assert_eq!(db.snapshot(), before);
+    assert_eq!(master_schema(&db), schema);
+}
