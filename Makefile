@@ -3,7 +3,9 @@
 #   make setup   install what is missing (PostgreSQL server binaries, the postgres user)
 #   make build   release build
 #   make dist    release build, stripped, copied to target/dist/cusip-loader (what the image ships)
-#   make test    cargo test (the integration tests start their own throwaway clusters)
+#   make test    cargo test (the integration tests start their own throwaway clusters), then
+#                the fault-injection scorecard
+#   make test-faults   only the fault-injection and input-edge suites, and the scorecard
 #   make lint    rustfmt check + clippy, warnings are errors
 #   make demo    load the sample files into a throwaway cluster and show the result
 #
@@ -27,12 +29,12 @@ ifdef PG_BIN
 export PG_BIN
 endif
 
-.PHONY: help setup build dist bench test lint demo clean
+.PHONY: help setup build dist bench test test-faults lint demo clean
 
 help: ## Show this list
 	@echo "cusip-loader make targets:"
-	grep -E '^[a-z]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
-	  | awk -F':.*## ' '{ printf "  %-7s %s\n", $$1, $$2 }'
+	grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
+	  | awk -F':.*## ' '{ printf "  %-12s %s\n", $$1, $$2 }'
 
 setup: ## Install what is missing (PostgreSQL, postgres user, runuser, openssl, moto); quiet when all is present
 	@as_root() {
@@ -98,8 +100,15 @@ bench: setup ## Loader vs the textbook psql reference at BENCH_N issues (default
 	@$(CARGO) build --release --bins --examples
 	./target/release/examples/bench
 
-test: setup ## cargo test (honours PG_BIN)
-	@$(CARGO) test
+test: setup ## cargo test (honours PG_BIN), then the fault-injection scorecard
+	@rm -rf target/tmp/scorecard
+	$(CARGO) test
+	python3 .ci/scorecard target/tmp/scorecard
+
+test-faults: setup ## Fault injection (kills, terminations, races) and input edge cases, with the scorecard
+	@rm -rf target/tmp/scorecard
+	$(CARGO) test --test faults --test inputs
+	python3 .ci/scorecard target/tmp/scorecard
 
 lint: ## cargo fmt --check and clippy -D warnings
 	@$(CARGO) fmt --all -- --check

@@ -105,6 +105,7 @@ fn backend_killed_mid_copy_leaves_nothing_and_a_rerun_succeeds() {
     let (code, _, err) = run(db.loader().arg(&e));
     assert_eq!(code, 0, "the rerun: {err}");
     assert_eq!(db.count("issue"), N);
+    score("backend terminated mid-COPY", 1, 1, 1, 0);
 }
 
 #[test]
@@ -135,40 +136,60 @@ fn sigterm_mid_load_rolls_back_and_exits_143_promptly() {
     let (code, _, err) = run(db.loader().arg(&e));
     assert_eq!(code, 0, "{err}");
     assert_eq!(db.count("issue"), N);
+    score("SIGTERM mid-COPY (exit 143 < 5 s)", 1, 1, 1, 0);
 }
 
+/// The same date loaded by 2 and by 4 processes started together, 10 trials, each on a
+/// fresh database: all exit 0, each file is loaded exactly once and skipped by the others,
+/// and the tables equal a single load.
 #[test]
 fn concurrent_loaders_take_turns_and_agree() {
-    let db = Db::new("concurrent");
     let files: Vec<PathBuf> = ["R", "E", "A"]
         .iter()
         .map(|t| testdata(&format!("CED01-15{t}.PIP")))
         .collect();
-    for trial in 0..3 {
-        let children: Vec<Child> = (0..4).map(|_| spawn(&db, &files)).collect();
+    let single = Db::new("concurrent_single");
+    assert_eq!(run(single.loader().args(&files)).0, 0);
+    let mut processes = 0;
+    for trial in 0..10 {
+        let n = if trial % 2 == 0 { 2 } else { 4 };
+        processes += n;
+        let db = Db::new(&format!("concurrent{trial}"));
+        let children: Vec<Child> = (0..n).map(|_| spawn(&db, &files)).collect();
         for c in children {
             let (code, _, err) = finish(c);
-            assert_eq!(code, 0, "trial {trial}: {err}");
+            assert_eq!(code, 0, "trial {trial} ({n} processes): {err}");
+        }
+        for t in MASTER {
+            assert_eq!(db.dump(t), single.dump(t), "trial {trial}: {t}");
+        }
+        // The first loader of each file loads it; every later one waits its turn and skips.
+        let journal = db.sql("SELECT status, count(*) FROM load_journal GROUP BY 1 ORDER BY 1");
+        assert_eq!(
+            journal,
+            format!("already loaded|{}\nloaded|3\n", 3 * (n - 1)),
+            "trial {trial}"
+        );
+        // Exactly one of the loads inserted each file's rows.
+        let inserted =
+            db.sql("SELECT file_type, sum(inserted) FROM load_journal GROUP BY 1 ORDER BY 1");
+        for line in inserted.lines() {
+            let (t, rows) = line.split_once('|').unwrap();
+            let table = match t {
+                "issuer" => "issuer",
+                "issue" => "issue",
+                _ => "issue_attribute",
+            };
+            assert_eq!(rows.parse::<u64>().unwrap(), db.count(table), "{t}");
         }
     }
-    for (table, f) in MASTER.iter().zip(&files) {
-        assert_table_matches(&db, table, std::slice::from_ref(f));
-    }
-    // The first loader of each file loads it; every later one waits its turn and skips it.
-    let loaded = db.sql("SELECT status, count(*) FROM load_journal GROUP BY 1 ORDER BY 1");
-    assert_eq!(loaded, "already loaded|33\nloaded|3\n");
-    // Exactly one of all those loads inserted each file's rows.
-    let inserted =
-        db.sql("SELECT file_type, sum(inserted) FROM load_journal GROUP BY 1 ORDER BY 1");
-    for line in inserted.lines() {
-        let (t, n) = line.split_once('|').unwrap();
-        let table = match t {
-            "issuer" => "issuer",
-            "issue" => "issue",
-            _ => "issue_attribute",
-        };
-        assert_eq!(n.parse::<u64>().unwrap(), db.count(table), "{t}");
-    }
+    score(
+        "2 and 4 loaders racing (10 trials)",
+        10,
+        processes,
+        processes,
+        0,
+    );
 }
 
 #[test]
@@ -188,4 +209,122 @@ fn a_large_generated_date_loads_and_reloads_unchanged() {
     let v = summary(&out);
     assert_eq!(v["files"][0]["unchanged"].as_u64(), Some(N));
     assert_eq!(v["files"][0]["updated"].as_u64(), Some(0));
+}
+
+/// A digest of a whole table, for "before or complete, never in between".
+fn digest(db: &Db, table: &str) -> String {
+    db.sql(&format!(
+        "SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, '|' ORDER BY issuer_num, issue_num)), '') FROM {table} t"
+    ))
+    .trim()
+    .to_string()
+}
+
+/// Waits until the backend `pid` has gone (after its client died, it rolls back as soon as
+/// it notices), so the tables are read only once the outcome is final.
+fn wait_backend_gone(db: &Db, pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let n = db.sql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+        ));
+        if n.trim() == "0" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("backend {pid} never went away");
+}
+
+/// The loader killed outright (SIGKILL: no handler, no cleanup) at moments spread over
+/// COPY, the checks, the merge statements and the journal write before commit; and the
+/// backend terminated mid-merge. Each time the issue table is either exactly as before or
+/// exactly complete, and a plain rerun leaves it complete.
+#[test]
+fn killed_at_any_phase_the_table_is_before_or_complete_and_a_rerun_finishes() {
+    let [r, e, _] = big_set().clone();
+    // The complete state, from one undisturbed load.
+    let reference = Db::new("kill_ref");
+    assert_eq!(run(reference.loader().arg(&r)).0, 0);
+    let (code, _, err) = run(reference.loader().arg(&e));
+    assert_eq!(code, 0, "{err}");
+    let complete = digest(&reference, "issue");
+
+    // (statement the backend is seen running, extra delay ms, fault)
+    let plan: [(&str, u64, &str); 14] = [
+        ("COPY cusip_stage", 0, "kill"),
+        ("COPY cusip_stage", 150, "kill"),
+        ("COPY cusip_stage", 400, "kill"),
+        ("CREATE TEMP TABLE cusip_repeats", 0, "kill"),
+        ("CREATE TEMP TABLE cusip_repeats", 0, "terminate"),
+        ("SELECT s.line", 0, "kill"),
+        ("DELETE FROM cusip_stage s USING issue", 0, "kill"),
+        ("INSERT INTO issue", 0, "kill"),
+        ("INSERT INTO issue", 50, "kill"),
+        ("INSERT INTO issue", 200, "kill"),
+        ("INSERT INTO issue", 300, "kill"),
+        ("INSERT INTO issue", 600, "kill"),
+        ("INSERT INTO issue", 100, "terminate"),
+        // The journal write is quick: it is caught when the timing allows.
+        ("INSERT INTO load_journal", 0, "kill"),
+    ];
+    let (mut faults, mut survived, mut lost) = (0, 0, 0u64);
+    for (i, (statement, delay, fault)) in plan.iter().enumerate() {
+        let db = Db::new(&format!("kill{i}"));
+        assert_eq!(run(db.loader().arg(&r)).0, 0);
+        let before = digest(&db, "issue");
+        let mut child = spawn(&db, std::slice::from_ref(&e));
+        let Some(pid) = wait_for_statement(&db, &mut child, statement) else {
+            // Too quick to be caught in that statement: the load finished; it must be
+            // complete.
+            let (code, _, err) = finish(child);
+            assert_eq!(code, 0, "{statement}: {err}");
+            assert_eq!(digest(&db, "issue"), complete);
+            continue;
+        };
+        std::thread::sleep(Duration::from_millis(*delay));
+        faults += 1;
+        let code = if *fault == "kill" {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGKILL);
+            }
+            finish(child).0
+        } else {
+            db.sql(&format!("SELECT pg_terminate_backend({pid})"));
+            let (code, _, err) = finish(child);
+            if code != 0 {
+                assert_eq!(code, 75, "a terminated backend is worth a retry: {err}");
+            }
+            code
+        };
+        wait_backend_gone(&db, pid);
+        let after = digest(&db, "issue");
+        assert!(
+            after == before || after == complete,
+            "trial {i} ({fault} at {statement} +{delay} ms, exit {code}): the table is half-loaded"
+        );
+        // A plain rerun finishes the job (or skips: the killed load may have committed).
+        let (code, _, err) = run(db.loader().arg(&e));
+        assert_eq!(code, 0, "trial {i} rerun: {err}");
+        let final_state = digest(&db, "issue");
+        assert_eq!(
+            final_state, complete,
+            "trial {i}: the rerun left the table incomplete"
+        );
+        let rows: u64 = final_state
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        lost += N.saturating_sub(rows);
+        survived += 1;
+    }
+    assert!(faults >= 10, "only {faults} faults landed");
+    score(
+        "killed or terminated mid-load",
+        plan.len() as u32,
+        faults,
+        survived,
+        lost,
+    );
 }

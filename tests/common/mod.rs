@@ -587,3 +587,19 @@ pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
     assert_eq!(db.count(table), merged.len() as u64, "{table} row count");
     db.sql(&format!("DROP TABLE {exp}"));
 }
+
+/// One line of the scorecard `make test-faults` prints: written by each scenario to
+/// `target/tmp/scorecard/<scenario>.json`, gathered by `.ci/scorecard`. Called only when the scenario passed.
+#[allow(dead_code)] // not every test binary reports to the scorecard
+pub fn score(scenario: &str, trials: u32, faults: u32, survived: u32, rows_lost: u64) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scorecard");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{scenario}.json")),
+        format!(
+            "{{\"scenario\":\"{scenario}\",\"trials\":{trials},\"faults\":{faults},\
+             \"survived\":{survived},\"rows_lost\":{rows_lost}}}\n"
+        ),
+    )
+    .unwrap();
+}
