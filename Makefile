@@ -5,7 +5,8 @@
 #   make dist    release build, stripped, copied to target/dist/cusip-loader (what the image ships)
 #   make test    cargo test (the integration tests start their own throwaway clusters), then
 #                the fault-injection scorecard
-#   make test-faults   only the fault-injection and input-edge suites, and the scorecard
+#   make test-faults   only the fault-injection suites (kills, server stops, disk full, S3 errors,
+#                refusals, races, input edges), and the scorecard
 #   make lint    rustfmt check + clippy, warnings are errors
 #   make demo    load the sample files into a throwaway cluster and show the result
 #
@@ -105,9 +106,9 @@ test: setup ## cargo test (honours PG_BIN), then the fault-injection scorecard
 	$(CARGO) test
 	python3 .ci/scorecard target/tmp/scorecard
 
-test-faults: setup ## Fault injection (kills, terminations, races) and input edge cases, with the scorecard
+test-faults: setup ## Fault injection (kills, server stops, disk full, S3 errors, refusals, races, inputs), with the scorecard
 	@rm -rf target/tmp/scorecard
-	$(CARGO) test --test faults --test inputs
+	$(CARGO) test --test faults --test server_faults --test s3_faults --test refusals --test inputs
 	python3 .ci/scorecard target/tmp/scorecard
 
 lint: ## cargo fmt --check and clippy -D warnings

@@ -360,9 +360,29 @@ pub async fn check_encoding(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
+/// The server could not write a file for want of space: a full disk (ENOSPC, or a short
+/// write, is `53100 disk_full`), or a file-size limit on the server process (EFBIG: PostgreSQL
+/// maps every errno but a few to `XX000 internal_error`, e.g. `could not extend file "…": File
+/// too large`). It gives both its hint "Check free disk space." (md.c), which is what tells
+/// this `XX000` from a real internal error. Under a translated `lc_messages` the hint is
+/// translated too, and such an EFBIG stays a 70; `53100` is recognised by its code alone.
+fn out_of_space(e: &tokio_postgres::Error) -> bool {
+    let Some(db) = e.as_db_error() else {
+        return false;
+    };
+    *db.code() == SqlState::DISK_FULL
+        || (*db.code() == SqlState::INTERNAL_ERROR && db.hint() == Some("Check free disk space."))
+}
+
 /// The exit code a server-side failure deserves.
 pub fn classify(e: &tokio_postgres::Error) -> Exit {
     if e.is_closed() {
+        return Exit::TempFail;
+    }
+    // Out of space on the database server: the environment, not the data or a bug. The
+    // transaction rolled back (nothing committed) and a rerun works once space is freed, like
+    // the other class-53 resource shortages below; without this an EFBIG `XX000` exited 70.
+    if out_of_space(e) {
         return Exit::TempFail;
     }
     let Some(code) = e.code() else {
@@ -416,6 +436,11 @@ pub fn fail(what: &str, e: &tokio_postgres::Error) -> Error {
     if exit == Exit::Config {
         message.push_str(
             " (has the schema been applied? run `cusip-loader --init-schema` as the owner)",
+        );
+    } else if out_of_space(e) {
+        message.push_str(
+            " (the database server is out of disk space or over a file-size limit; nothing was \
+             committed: free space on the server, then rerun the load)",
         );
     } else if exit == Exit::TempFail && e.code().is_none() {
         message.push_str(

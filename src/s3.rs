@@ -180,14 +180,35 @@ where
             }
             SdkError::ConstructionFailure(_) => Error::Config(format!("{doing} {what}: {}", chain(e))),
             _ => Error::Db {
-                message: format!(
-                    "{doing} {what}: {}{}",
-                    if code.is_empty() { chain(e) } else { format!("{code}: {}", e.message().unwrap_or("")) },
-                    st.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
-                ),
+                message: format!("{doing} {what}: {}", describe(e)),
                 exit: if st.is_some_and(|s| s >= 500) { Exit::TempFail } else { Exit::Software },
             },
         },
+    }
+}
+
+/// An SDK error on one line: `Code: message (HTTP status)` when the server answered with an
+/// S3 error, else its cause chain (never the SDK's debug rendering of the error).
+fn describe<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match (e.code(), status(e)) {
+        (Some(code), Some(s)) if !code.is_empty() => {
+            format!("{code}: {} (HTTP {s})", e.message().unwrap_or(""))
+        }
+        // A HEAD error, or a body that is not an S3 error document: the status says it all.
+        (_, Some(s)) => {
+            let reason = match s {
+                500 => " Internal Server Error",
+                502 => " Bad Gateway",
+                503 => " Service Unavailable",
+                504 => " Gateway Timeout",
+                _ => "",
+            };
+            format!("HTTP {s}{reason}")
+        }
+        (_, None) => chain(e),
     }
 }
 
@@ -328,11 +349,29 @@ impl Object {
                         Exit::TempFail,
                     ));
                 }
+                // The object was found (listed or HEADed, with this ETag) before its download
+                // began, so a 404 now means it was deleted since. Refuse at once, as for a
+                // replaced object: resuming would only meet the same 404 `max_resumes` times.
+                // 75, not 66: a re-delivery (delete, then put) loads on a rerun, and an object
+                // that stays gone is reported by the rerun's listing or HEAD (66).
+                Err(e) if status(&e) == Some(404) => {
+                    return Err(io_failure(
+                        format!(
+                            "{what} was deleted during the load, at byte {offset} of {}: {}; \
+                             nothing was loaded, rerun once the object is back",
+                            self.size,
+                            describe(&e)
+                        ),
+                        Exit::TempFail,
+                    ));
+                }
                 Err(e) if offset == start && tries == 0 => {
                     let err = failure(&e, &self.bucket, Some(&self.key), "reading");
                     return Err(io_failure(err.to_string(), err.exit()));
                 }
-                Err(e) => chain(&e),
+                // A resume that failed even after the SDK's own retries (5xx, throttling):
+                // counts as one more break.
+                Err(e) => describe(&e),
             };
             if offset >= end {
                 return Ok(()); // every byte arrived before the connection broke
@@ -341,8 +380,10 @@ impl Object {
             if tries > self.max_resumes {
                 return Err(io_failure(
                     format!(
-                        "{what}: the download failed at byte {offset} after {} resumes: {broke}",
-                        self.max_resumes
+                        "{what}: the download failed at byte {offset} after {} resume{}: {broke}; \
+                         nothing was loaded",
+                        self.max_resumes,
+                        if self.max_resumes == 1 { "" } else { "s" }
                     ),
                     Exit::TempFail,
                 ));

@@ -396,6 +396,22 @@ pub const REF_TABLES: [&str; 9] = [
     "ref_offering_amount_code",
 ];
 
+/// The grants the README documents for the application role: no DDL, no DELETE, no
+/// ownership. Used by the least-privilege tests and by `--initial-load`'s "needs the owner".
+#[allow(dead_code)] // not every test binary uses it
+pub fn least_privilege_grants(role: &str, db: &str) -> String {
+    format!(
+        "CREATE ROLE {role} LOGIN; \
+         GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}; \
+         GRANT USAGE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE ON issuer, issue, issue_attribute TO {role}; \
+         GRANT SELECT ON {} TO {role}; \
+         GRANT SELECT, INSERT ON load_journal TO {role}; \
+         GRANT USAGE ON SEQUENCE load_journal_id_seq TO {role};",
+        REF_TABLES.join(", ")
+    )
+}
+
 pub fn psql_on(db: &str, q: &str) -> Output {
     let c = cluster();
     Command::new(c.bin.join("psql"))
@@ -602,4 +618,341 @@ pub fn score(scenario: &str, trials: u32, faults: u32, survived: u32, rows_lost:
         ),
     )
     .unwrap();
+}
+
+// ------------------------------------------------------------ a cluster of a test's own
+
+use std::os::unix::process::CommandExt;
+use std::sync::Mutex;
+
+/// A PostgreSQL cluster of one test's own, for tests that stop, restart or starve the server
+/// (the binary's shared [`cluster()`] must stay up for its other tests). Same server settings
+/// as the shared one, without TLS. Dropping it stops the server (`-m immediate`), unmounts the
+/// tmpfs it may have mounted and removes its directory, also when the test panics (only a
+/// SIGKILLed test binary leaves it behind).
+pub struct OwnCluster {
+    pub c: Cluster,
+    opts: String,
+    log: PathBuf,
+    tmpfs: Mutex<Option<PathBuf>>,
+}
+
+impl OwnCluster {
+    /// `initdb` into a new temp dir, then the server started without limits.
+    pub fn start() -> OwnCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "cusip-test-own-pg-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=100 -c shared_buffers=64MB",
+            dir.display()
+        );
+        // Built first, so that whatever fails below, dropping it cleans up.
+        let own = OwnCluster {
+            log: dir.join("server.log"),
+            c: Cluster {
+                dir,
+                port,
+                bin: pg_bin(),
+                run_as: is_root().then(|| "postgres".to_string()),
+            },
+            opts,
+            tmpfs: Mutex::new(None),
+        };
+        if let Some(u) = &own.c.run_as {
+            let ok = Command::new("chown")
+                .args(["-R", u])
+                .arg(&own.c.dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "cannot chown {} to {u}", own.c.dir.display());
+        }
+        let out = own
+            .c
+            .pg_cmd("initdb")
+            .args(["-D", &own.c.data(), "-U", "postgres", "--auth=trust"])
+            .args(["-E", "UTF8", "--locale=C", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        own.start_server(None);
+        own
+    }
+
+    /// Starts the server (`pg_ctl start -w`); with `max_file_size`, under that RLIMIT_FSIZE
+    /// in bytes, which the postmaster and every backend inherit. PostgreSQL ignores SIGXFSZ,
+    /// so a file that would grow past the limit is not extended: EFBIG, or a short write when
+    /// the limit cuts a block.
+    pub fn start_server(&self, max_file_size: Option<u64>) {
+        let mut cmd = self.c.pg_cmd("pg_ctl");
+        cmd.args(["-D", &self.c.data(), "-l"])
+            .arg(&self.log)
+            .args(["-o", &self.opts, "-w", "start"]);
+        if let Some(n) = max_file_size {
+            // Set in the child between fork and exec, so only runuser, pg_ctl and the server
+            // they start have it (runuser's pam_limits keeps what it has no rule for).
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// `pg_ctl stop -m <mode> -w`: `immediate` kills every backend with no shutdown
+    /// checkpoint (the next start runs crash recovery), `fast` rolls back and checkpoints.
+    pub fn stop_server(&self, mode: &str) {
+        let out = self
+            .c
+            .pg_cmd("pg_ctl")
+            .args(["-D", &self.c.data(), "-m", mode, "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop -m {mode} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A handle on database `name` of this cluster.
+    pub fn db(&self, name: &str) -> OwnDb {
+        OwnDb {
+            name: name.to_string(),
+            port: self.c.port,
+            bin: self.c.bin.clone(),
+        }
+    }
+
+    /// `CREATE DATABASE name <options>`, then the schema applied by `cusip-loader --init-schema`.
+    pub fn new_db(&self, name: &str, options: &str) -> OwnDb {
+        let db = self.db(name);
+        self.db("postgres")
+            .sql(&format!("CREATE DATABASE {name} {options}"));
+        let out = db.loader().arg("--init-schema").output().unwrap();
+        assert!(
+            out.status.success(),
+            "--init-schema failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        db
+    }
+
+    /// A copy of database `template` (nobody may be connected to it), in its tablespace.
+    pub fn copy_db(&self, name: &str, template: &str) -> OwnDb {
+        self.db("postgres")
+            .sql(&format!("CREATE DATABASE {name} TEMPLATE {template}"));
+        self.db(name)
+    }
+
+    /// Mounts a tmpfs of `bytes` at `<cluster dir>/tmpfs`, owned by the server's user: a small
+    /// disk that really fills up (ENOSPC), e.g. for a tablespace. Only as root where mounting
+    /// is allowed (not in most containers): `None` otherwise. Unmounted on drop.
+    pub fn mount_tmpfs(&self, bytes: u64) -> Option<PathBuf> {
+        if !is_root() {
+            return None;
+        }
+        let dir = self.c.dir.join("tmpfs");
+        std::fs::create_dir_all(&dir).ok()?;
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={bytes},mode=0700"))
+            .arg("tmpfs")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        *self.tmpfs.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.clone());
+        if let Some(u) = &self.c.run_as {
+            let ok = Command::new("chown")
+                .arg(u)
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "cannot chown the tmpfs to {u}");
+        }
+        Some(dir)
+    }
+
+    /// Gives the tmpfs a new size (the kernel refuses less than it holds).
+    pub fn resize_tmpfs(&self, bytes: u64) {
+        let dir = self.c.dir.join("tmpfs");
+        let out = Command::new("mount")
+            .arg("-o")
+            .arg(format!("remount,size={bytes}"))
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "resizing the tmpfs to {bytes} bytes: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Bytes in use on the tmpfs.
+    pub fn tmpfs_used(&self) -> u64 {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = self.c.dir.join("tmpfs");
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
+        assert_eq!(rc, 0, "statvfs {}", dir.display());
+        (st.f_blocks - st.f_bfree) as u64 * st.f_frsize as u64
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .c
+            .pg_cmd("pg_ctl")
+            .args(["-D", &self.c.data(), "-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let tmpfs = self.tmpfs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(dir) = tmpfs {
+            let umounted = Command::new("umount")
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !umounted {
+                // Still busy: detach it, so removing the directory cannot descend into it.
+                let _ = Command::new("umount").arg("-l").arg(&dir).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.c.dir);
+    }
+}
+
+fn psql_at(bin: &Path, port: u16, db: &str, q: &str) -> Output {
+    Command::new(bin.join("psql"))
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+        .arg(port.to_string())
+        .args(["-d", db, "-c", q])
+        .output()
+        .unwrap()
+}
+
+/// A database of an [`OwnCluster`]: what [`Db`] offers, for a cluster of the test's own.
+pub struct OwnDb {
+    pub name: String,
+    port: u16,
+    bin: PathBuf,
+}
+
+impl OwnDb {
+    /// Runs a query, returning psql's unaligned output; panics on SQL errors.
+    pub fn sql(&self, q: &str) -> String {
+        let out = psql_at(&self.bin, self.port, &self.name, q);
+        assert!(
+            out.status.success(),
+            "psql failed on {q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The loader, pointed at this database by environment (as [`Db::loader`]).
+    pub fn loader(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cusip-loader"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CUSIP_DB_HOST", "127.0.0.1")
+            .env("CUSIP_DB_PORT", self.port.to_string())
+            .env("CUSIP_DB_NAME", &self.name)
+            .env("CUSIP_DB_USER", "postgres")
+            .env("CUSIP_DB_CONNECT_RETRY", "0")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn count(&self, table: &str) -> u64 {
+        self.sql(&format!("SELECT count(*) FROM {table}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// The same as [`Db::snapshot`]: master and code tables, plus each master row's xmin and
+    /// ctid; equal snapshots mean nothing was written.
+    pub fn snapshot(&self) -> String {
+        let mut s = String::new();
+        for t in MASTER.into_iter().chain(REF_TABLES) {
+            let order = match t {
+                "issuer" => "issuer_num",
+                "issue" | "issue_attribute" => "issuer_num, issue_num",
+                _ => "code",
+            };
+            s.push_str(&format!("== {t}\n"));
+            s.push_str(&self.sql(&format!(
+                "COPY (SELECT * FROM {t} ORDER BY {order}) TO STDOUT"
+            )));
+        }
+        for (t, k) in [
+            ("issuer", "issuer_num"),
+            ("issue", "issuer_num, issue_num"),
+            ("issue_attribute", "issuer_num, issue_num"),
+        ] {
+            s.push_str(&self.sql(&format!(
+                "COPY (SELECT xmin, ctid FROM {t} ORDER BY {k}) TO STDOUT"
+            )));
+        }
+        s
+    }
+
+    /// Row count and md5 of every row, in key order, of each master table: "exactly before
+    /// or exactly complete" compared in a few bytes (as `tests/faults.rs` does for one table).
+    pub fn digest(&self) -> String {
+        let mut s = String::new();
+        for (t, k) in [
+            ("issuer", "issuer_num"),
+            ("issue", "issuer_num, issue_num"),
+            ("issue_attribute", "issuer_num, issue_num"),
+        ] {
+            s.push_str(&self.sql(&format!(
+                "SELECT '{t} ' || count(*) || ' ' || \
+                 coalesce(md5(string_agg(t::text, '|' ORDER BY {k})), '') FROM {t} t"
+            )));
+        }
+        s
+    }
 }

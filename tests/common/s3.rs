@@ -1,4 +1,5 @@
-//! S3 test harness: one moto server per test binary, plus a proxy that cuts object bodies.
+//! S3 test harness: one moto server per test binary, plus a fault proxy in front of it that
+//! cuts object bodies or answers S3 errors (500, 503, `SlowDown`) instead of forwarding.
 //!
 //! moto (`moto_server`, installed by `make setup` into target/venv) listens on a free
 //! 127.0.0.1 port and is killed when the test binary exits. Its state lives in memory and is
@@ -16,7 +17,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub struct S3Server {
@@ -355,26 +356,293 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-/// A TCP proxy on 127.0.0.1 in front of `target_port` that cuts the bodies of the first
-/// `cuts` object GET responses (status 200 or 206) after `cut_after` bytes, then closes the
-/// client connection. Each client connection carries one request (`Connection: close` is
-/// forced on both request and response); everything else passes through unchanged.
-pub struct CutProxy {
-    pub port: u16,
-    /// `http://127.0.0.1:PORT`
-    pub endpoint: String,
-    hits: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
+/// What kind of request a fault rule applies to (path-style addressing: `/bucket/key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Any GET of an object, whole or ranged.
+    ObjectGet,
+    /// A GET of an object without `Range` (the loader's first, whole-object request).
+    WholeGet,
+    /// A GET of an object with `Range` (a resume, or a part of a parallel download).
+    RangedGet,
+    /// A HEAD of an object.
+    ObjectHead,
+    /// A ListObjectsV2 page (`GET /bucket?list-type=2…`).
+    List,
+    /// Any request at all.
+    Any,
 }
 
-impl CutProxy {
-    /// How many responses have been cut so far.
-    pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+/// What a rule does to the requests it claims.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and body (for HEAD: no body) instead of forwarding: the
+    /// server never sees the request.
+    Status { status: u16, body: String },
+    /// Forward, and cut a 200/206 response's body after `after` bytes, then close.
+    Cut { after: usize },
+}
+
+/// Runs when a rule serves a fault: for `Status` before the answer is written, for `Cut`
+/// after the partial body and before the connection closes. The client cannot go on
+/// before it returns, so a test can change the server's state at an exact point.
+pub type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// One fault rule: the first `times` requests of `kind` (and, with `key`, whose path
+/// contains it) get `fault`. Rules are tried in order; the first with budget left wins.
+#[derive(Clone)]
+pub struct Rule {
+    pub kind: Kind,
+    pub key: Option<String>,
+    pub fault: Fault,
+    pub times: usize,
+    pub hook: Option<Hook>,
+}
+
+/// An S3 error document, as S3 sends it with a 4xx/5xx.
+pub fn s3_error_body(code: &str, message: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>{message}</Message><RequestId>FAULTPROXY</RequestId>\
+         <HostId>fault-proxy</HostId></Error>"
+    )
+}
+
+impl Rule {
+    /// Answers `status` with `body` to the first `times` requests of `kind`.
+    pub fn status(kind: Kind, status: u16, body: impl Into<String>, times: usize) -> Rule {
+        Rule {
+            kind,
+            key: None,
+            fault: Fault::Status {
+                status,
+                body: body.into(),
+            },
+            times,
+            hook: None,
+        }
+    }
+
+    /// S3's `500 InternalError`.
+    pub fn internal_error(kind: Kind, times: usize) -> Rule {
+        let body = s3_error_body(
+            "InternalError",
+            "We encountered an internal error. Please try again.",
+        );
+        Rule::status(kind, 500, body, times)
+    }
+
+    /// S3's `503 ServiceUnavailable`.
+    pub fn service_unavailable(kind: Kind, times: usize) -> Rule {
+        let body = s3_error_body("ServiceUnavailable", "Please reduce your request rate.");
+        Rule::status(kind, 503, body, times)
+    }
+
+    /// S3's throttling answer, `503 SlowDown`.
+    pub fn slow_down(kind: Kind, times: usize) -> Rule {
+        let body = s3_error_body("SlowDown", "Please reduce your request rate.");
+        Rule::status(kind, 503, body, times)
+    }
+
+    /// Cuts the body of the first `times` 200/206 answers to `kind` after `after` bytes.
+    pub fn cut(kind: Kind, after: usize, times: usize) -> Rule {
+        Rule {
+            kind,
+            key: None,
+            fault: Fault::Cut { after },
+            times,
+            hook: None,
+        }
+    }
+
+    /// Only requests whose path contains `key` (e.g. `CED01-15A.PIP`).
+    pub fn key(mut self, key: &str) -> Rule {
+        self.key = Some(key.to_string());
+        self
+    }
+
+    /// Runs `hook` each time this rule serves its fault.
+    pub fn then(mut self, hook: impl Fn() + Send + Sync + 'static) -> Rule {
+        self.hook = Some(Arc::new(hook));
+        self
     }
 }
 
-impl Drop for CutProxy {
+/// A request as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// The target, e.g. `/bucket/pif/CED01-15R.PIP?x-id=GetObject`.
+    pub target: String,
+    pub range: Option<String>,
+    /// The index of the rule that faulted it, if any.
+    pub fault: Option<usize>,
+}
+
+impl Seen {
+    fn parse(head: &[u8]) -> Seen {
+        let text = String::from_utf8_lossy(head);
+        let mut lines = text.split("\r\n");
+        let mut parts = lines.next().unwrap_or("").split(' ');
+        let method = parts.next().unwrap_or("").to_string();
+        let mut target = parts.next().unwrap_or("").to_string();
+        // absolute-form: http://host:port/bucket/key
+        if let Some((_, rest)) = target.split_once("://") {
+            target = rest
+                .find('/')
+                .map_or("/".to_string(), |i| rest[i..].to_string());
+        }
+        let range = lines
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("range"))
+            .map(|(_, v)| v.trim().to_string());
+        Seen {
+            method,
+            target,
+            range,
+            fault: None,
+        }
+    }
+
+    /// (bucket, key, query) of a path-style target.
+    fn parts(&self) -> (&str, &str, &str) {
+        let (path, query) = self.target.split_once('?').unwrap_or((&self.target, ""));
+        let mut segments = path.trim_start_matches('/').splitn(2, '/');
+        let bucket = segments.next().unwrap_or("");
+        let key = segments.next().unwrap_or("");
+        (bucket, key, query)
+    }
+
+    /// True if this request is of `kind` and its path contains `key` (when given).
+    pub fn is(&self, kind: Kind, key: Option<&str>) -> bool {
+        let (bucket, k, query) = self.parts();
+        let object = !bucket.is_empty() && !k.is_empty();
+        let get = self.method == "GET";
+        let of_kind = match kind {
+            Kind::ObjectGet => get && object,
+            Kind::WholeGet => get && object && self.range.is_none(),
+            Kind::RangedGet => get && object && self.range.is_some(),
+            Kind::ObjectHead => self.method == "HEAD" && object,
+            Kind::List => {
+                get && !bucket.is_empty() && k.is_empty() && query.contains("list-type=2")
+            }
+            Kind::Any => true,
+        };
+        of_kind
+            && key.map_or(true, |key| {
+                self.target.split('?').next().unwrap_or("").contains(key)
+            })
+    }
+}
+
+struct RuleState {
+    rule: Rule,
+    claimed: AtomicUsize,
+    served: AtomicUsize,
+}
+
+impl RuleState {
+    /// Takes one of the rule's `times`, if any is left.
+    fn claim(&self) -> bool {
+        self.claimed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.rule.times).then_some(n + 1)
+            })
+            .is_ok()
+    }
+}
+
+struct Shared {
+    target_port: u16,
+    rules: Vec<RuleState>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl Shared {
+    /// The first rule with budget left that `req` matches and whose fault is decided at
+    /// this stage (`Status` on the request, `Cut` on a 200/206 response).
+    fn claim(&self, req: &Seen, response_status: Option<u16>) -> Option<usize> {
+        self.rules.iter().position(|r| {
+            let stage = match (&r.rule.fault, response_status) {
+                (Fault::Status { .. }, None) => true,
+                (Fault::Cut { .. }, Some(s)) => matches!(s, 200 | 206),
+                _ => false,
+            };
+            stage && req.is(r.rule.kind, r.rule.key.as_deref()) && r.claim()
+        })
+    }
+
+    fn served(&self, i: usize, seen_index: usize) {
+        self.rules[i].served.fetch_add(1, Ordering::SeqCst);
+        if let Some(s) = self.seen.lock().unwrap().get_mut(seen_index) {
+            s.fault = Some(i);
+        }
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `target_port` that serves faults by its rules and
+/// passes everything else through unchanged. Each client connection carries one request
+/// (`Connection: close` is forced on both request and response). It counts the faults it
+/// actually served and records every request it saw.
+pub struct FaultProxy {
+    pub port: u16,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The cutting proxy of `cut_proxy` (a `FaultProxy` with one `Cut` rule).
+pub type CutProxy = FaultProxy;
+
+impl FaultProxy {
+    /// How many faults (of every rule) have been served so far.
+    pub fn hits(&self) -> usize {
+        self.shared
+            .rules
+            .iter()
+            .map(|r| r.served.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// How many faults rule `i` (its index in the list given) has served.
+    pub fn served(&self, i: usize) -> usize {
+        self.shared.rules[i].served.load(Ordering::SeqCst)
+    }
+
+    /// Every request seen so far, in arrival order.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
+    /// How many requests of `kind` (with `key` in the path, if given) were seen.
+    pub fn seen(&self, kind: Kind, key: Option<&str>) -> usize {
+        self.requests().iter().filter(|s| s.is(kind, key)).count()
+    }
+
+    /// The requests seen, one line each, for assertion messages.
+    pub fn log(&self) -> String {
+        self.requests()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}{}{}\n",
+                    s.method,
+                    s.target,
+                    s.range
+                        .as_ref()
+                        .map(|r| format!(" Range: {r}"))
+                        .unwrap_or_default(),
+                    s.fault
+                        .map(|i| format!(" <- fault of rule {i}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for FaultProxy {
     /// Stops accepting; connections in flight finish on their own.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -382,46 +650,53 @@ impl Drop for CutProxy {
     }
 }
 
-struct CutRule {
-    target_port: u16,
-    cut_after: usize,
-    cuts: usize,
-    claimed: AtomicUsize,
-    hits: Arc<AtomicUsize>,
-}
-
-pub fn cut_proxy(target_port: u16, cut_after: usize, cuts: usize) -> CutProxy {
+/// A proxy in front of `target_port` applying `rules` (see `Rule`).
+pub fn fault_proxy(target_port: u16, rules: Vec<Rule>) -> FaultProxy {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let rule = Arc::new(CutRule {
+    let shared = Arc::new(Shared {
         target_port,
-        cut_after,
-        cuts,
-        claimed: AtomicUsize::new(0),
-        hits: hits.clone(),
+        rules: rules
+            .into_iter()
+            .map(|rule| RuleState {
+                rule,
+                claimed: AtomicUsize::new(0),
+                served: AtomicUsize::new(0),
+            })
+            .collect(),
+        seen: Mutex::new(Vec::new()),
     });
     let stopped = stop.clone();
+    let state = shared.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             if stopped.load(Ordering::SeqCst) {
                 break;
             }
             let Ok(client) = conn else { continue };
-            let rule = rule.clone();
+            let state = state.clone();
             std::thread::spawn(move || {
-                let _ = proxy_one(&client, &rule);
+                let _ = proxy_one(&client, &state);
                 let _ = client.shutdown(Shutdown::Both);
             });
         }
     });
-    CutProxy {
+    FaultProxy {
         port,
         endpoint: format!("http://127.0.0.1:{port}"),
-        hits,
+        shared,
         stop,
     }
+}
+
+/// A proxy that cuts the bodies of the first `cuts` object GET responses (status 200 or
+/// 206) after `cut_after` bytes, then closes the client connection.
+pub fn cut_proxy(target_port: u16, cut_after: usize, cuts: usize) -> CutProxy {
+    fault_proxy(
+        target_port,
+        vec![Rule::cut(Kind::ObjectGet, cut_after, cuts)],
+    )
 }
 
 /// Reads from `s` (after the bytes already in `buf`) up to the end of an HTTP head.
@@ -468,26 +743,21 @@ fn force_close(head: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// A GET of an object: the path (before `?`) has a non-empty segment after the bucket.
-fn is_object_get(head: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(head);
-    let mut parts = text.split("\r\n").next().unwrap_or("").split(' ');
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    if method != "GET" {
-        return false;
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        412 => "Precondition Failed",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Fault",
     }
-    let mut path = target.split('?').next().unwrap_or("");
-    // absolute-form: http://host:port/bucket/key
-    if let Some(rest) = path.split_once("://").map(|(_, r)| r) {
-        path = rest.find('/').map_or("", |i| &rest[i..]);
-    }
-    let mut segments = path.trim_start_matches('/').splitn(2, '/');
-    let bucket = segments.next().unwrap_or("");
-    let key = segments.next().unwrap_or("");
-    !bucket.is_empty() && !key.is_empty()
 }
 
-fn proxy_one(client: &TcpStream, rule: &CutRule) -> std::io::Result<()> {
+fn proxy_one(client: &TcpStream, shared: &Shared) -> std::io::Result<()> {
     client.set_read_timeout(Some(IO_TIMEOUT))?;
     let _ = client.set_nodelay(true);
     let mut client_in = client.try_clone()?;
@@ -495,9 +765,42 @@ fn proxy_one(client: &TcpStream, rule: &CutRule) -> std::io::Result<()> {
     let Some((req_head, req_rest)) = read_head(&mut client_in, Vec::new())? else {
         return Ok(());
     };
-    let object_get = is_object_get(&req_head);
+    let req = Seen::parse(&req_head);
+    let index = {
+        let mut seen = shared.seen.lock().unwrap();
+        seen.push(req.clone());
+        seen.len() - 1
+    };
 
-    let server = TcpStream::connect(("127.0.0.1", rule.target_port))?;
+    if let Some(i) = shared.claim(&req, None) {
+        let rule = &shared.rules[i].rule;
+        let Fault::Status { status, body } = &rule.fault else {
+            unreachable!("only Status faults are claimed on the request")
+        };
+        if let Some(hook) = &rule.hook {
+            hook();
+        }
+        // A HEAD answer has no body (its Content-Length would describe the GET's).
+        let body = if req.method == "HEAD" {
+            ""
+        } else {
+            body.as_str()
+        };
+        let head = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+             x-amz-request-id: FAULTPROXY\r\nConnection: close\r\n\r\n",
+            reason(*status),
+            body.len()
+        );
+        // GET and HEAD carry no body: nothing of the request is left unread.
+        client_out.write_all(head.as_bytes())?;
+        client_out.write_all(body.as_bytes())?;
+        client_out.flush()?;
+        shared.served(i, index);
+        return Ok(());
+    }
+
+    let server = TcpStream::connect(("127.0.0.1", shared.target_port))?;
     server.set_read_timeout(Some(IO_TIMEOUT))?;
     let _ = server.set_nodelay(true);
     let mut server_out = server.try_clone()?;
@@ -509,7 +812,7 @@ fn proxy_one(client: &TcpStream, rule: &CutRule) -> std::io::Result<()> {
         let _ = std::io::copy(&mut client_in, &mut server_out);
     });
 
-    let result = relay_response(&mut server_in, &mut client_out, object_get, rule);
+    let result = relay_response(&mut server_in, &mut client_out, &req, index, shared);
     let _ = server.shutdown(Shutdown::Both);
     result
 }
@@ -517,8 +820,9 @@ fn proxy_one(client: &TcpStream, rule: &CutRule) -> std::io::Result<()> {
 fn relay_response(
     server: &mut TcpStream,
     client: &mut TcpStream,
-    object_get: bool,
-    rule: &CutRule,
+    req: &Seen,
+    index: usize,
+    shared: &Shared,
 ) -> std::io::Result<()> {
     let mut pending = Vec::new();
     loop {
@@ -536,21 +840,17 @@ fn relay_response(
             pending = rest;
             continue;
         }
-        let cut = object_get
-            && matches!(status, 200 | 206)
-            && rule
-                .claimed
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                    (n < rule.cuts).then_some(n + 1)
-                })
-                .is_ok();
+        let cut = shared.claim(req, Some(status));
         client.write_all(&force_close(&head))?;
-        if !cut {
+        let Some(i) = cut else {
             client.write_all(&rest)?;
             std::io::copy(server, client)?;
             return Ok(());
-        }
-        let mut left = rule.cut_after;
+        };
+        let Fault::Cut { after } = shared.rules[i].rule.fault else {
+            unreachable!("only Cut faults are claimed on the response")
+        };
+        let mut left = after;
         let first = rest.len().min(left);
         client.write_all(&rest[..first])?;
         left -= first;
@@ -564,7 +864,10 @@ fn relay_response(
             left -= n;
         }
         client.flush()?;
-        rule.hits.fetch_add(1, Ordering::SeqCst);
+        if let Some(hook) = &shared.rules[i].rule.hook {
+            hook();
+        }
+        shared.served(i, index);
         let _ = client.shutdown(Shutdown::Both);
         return Ok(());
     }
