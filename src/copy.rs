@@ -78,6 +78,10 @@ pub struct Produced {
     pub line_map: LineMap,
     /// A read error (not a data problem): the input itself failed.
     pub read_error: Option<std::io::Error>,
+    /// Every record's key was greater than the one before (as the real files are sorted),
+    /// so no key repeats and the rows arrive in key order: the database need not look for
+    /// repeated keys nor sort before inserting.
+    pub keys_ascending: bool,
 }
 
 /// Encodes one record into `out` as a COPY row, or explains every bad field in it.
@@ -86,16 +90,40 @@ pub struct RowEncoder {
     encoding: Encoding,
     fields: Vec<(usize, usize)>,
     scratch: Vec<u8>,
+    /// Rows start with the file line (staging); without it they fit the master table.
+    line: bool,
+    /// The previous row's encoded key, and whether every key so far was greater than the
+    /// one before. Encoded keys compare like the keys themselves: equal bytes are equal
+    /// text, and fixed-width keys order by their bytes.
+    prev_key: Vec<u8>,
+    ascending: bool,
 }
 
 impl RowEncoder {
     pub fn new(layout: &'static Layout, encoding: Encoding) -> RowEncoder {
+        // The key must lead the row for the encoded key to be one contiguous slice.
+        let leading = layout.columns.iter().take_while(|c| c.key).count();
+        let keys = layout.columns.iter().filter(|c| c.key).count();
         RowEncoder {
             layout,
             encoding,
             fields: vec![(0, 0); layout.columns.len()],
             scratch: Vec::new(),
+            line: true,
+            prev_key: Vec::new(),
+            ascending: keys > 0 && leading == keys,
         }
+    }
+
+    /// Rows for a COPY straight into the master table: no leading line number.
+    pub fn without_line(mut self) -> RowEncoder {
+        self.line = false;
+        self
+    }
+
+    /// Whether every key encoded so far was greater than the one before.
+    pub fn keys_ascending(&self) -> bool {
+        self.ascending
     }
 
     /// Appends the row, or appends its problems to `problems` and leaves `out` unchanged.
@@ -129,9 +157,15 @@ impl RowEncoder {
         // One reservation per row: a field never grows by more than its length word plus
         // a small numeric's header, so the puts below do not reallocate.
         out.reserve(data.len() + 20 * expected + 16);
-        out.put_i16(expected as i16 + 1);
-        out.put_i32(8);
-        out.put_i64(line as i64);
+        if self.line {
+            out.put_i16(expected as i16 + 1);
+            out.put_i32(8);
+            out.put_i64(line as i64);
+        } else {
+            out.put_i16(expected as i16);
+        }
+        let key_start = out.len();
+        let mut key_end = key_start;
         let mut ok = true;
         for (col, &(s, e)) in self.layout.columns.iter().zip(&self.fields) {
             let raw = &data[s..e];
@@ -147,9 +181,19 @@ impl RowEncoder {
                 problems.push(Problem::at(line, Some(col.name), err.to_string()));
                 ok = false;
             }
+            if col.key {
+                key_end = out.len();
+            }
         }
         if !ok {
             out.truncate(mark);
+        } else if self.ascending {
+            let key = &out[key_start..key_end];
+            if !self.prev_key.is_empty() && key <= self.prev_key.as_slice() {
+                self.ascending = false;
+            }
+            self.prev_key.clear();
+            self.prev_key.extend_from_slice(key);
         }
         ok
     }
@@ -164,8 +208,25 @@ pub fn produce<R: Read>(
     tx: mpsc::Sender<Bytes>,
     progress: &dyn Fn(u64, u64),
 ) -> Produced {
+    produce_rows(
+        src,
+        RowEncoder::new(layout, opts.encoding),
+        opts,
+        tx,
+        progress,
+    )
+}
+
+/// [`produce`] with the encoder given: [`RowEncoder::without_line`] makes rows for the
+/// master table itself.
+pub fn produce_rows<R: Read>(
+    src: R,
+    mut enc: RowEncoder,
+    opts: ParseOptions,
+    tx: mpsc::Sender<Bytes>,
+    progress: &dyn Fn(u64, u64),
+) -> Produced {
     let mut reader = RecordReader::new(src);
-    let mut enc = RowEncoder::new(layout, opts.encoding);
     let mut out = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
     out.put_slice(HEADER);
     let mut p = Produced::default();
@@ -234,6 +295,7 @@ pub fn produce<R: Read>(
         }
     }
     p.bytes = reader.offset();
+    p.keys_ascending = enc.keys_ascending() && p.records > 0;
     progress(p.bytes, p.records);
     if p.problems.is_empty() && p.read_error.is_none() && !p.abandoned && sending {
         out.put_i16(-1);
@@ -333,6 +395,55 @@ mod tests {
         let (p, bytes) = run(input.as_bytes(), opts);
         assert!(p.problems.is_empty());
         assert!(bytes.ends_with(&[0xff, 0xff]));
+    }
+
+    fn issuer_line(num: &str) -> String {
+        format!("{num}|1|ACME CORP||||||||C|A||A|NY|2024-01-15\n")
+    }
+
+    #[test]
+    fn ascending_keys_are_noticed_and_any_repeat_or_step_back_ends_them() {
+        let file = |keys: &[&str]| {
+            let mut f: String = keys.iter().map(|k| issuer_line(k)).collect();
+            f.push_str("999999\n");
+            f
+        };
+        let (p, _) = run(
+            file(&["00123A", "00123B", "00124A"]).as_bytes(),
+            Default::default(),
+        );
+        assert!(p.problems.is_empty() && p.keys_ascending);
+        // A repeated key is not ascending: the database must resolve it.
+        let (p, _) = run(file(&["00123A", "00123A"]).as_bytes(), Default::default());
+        assert!(!p.keys_ascending);
+        let (p, _) = run(
+            file(&["00123B", "00123A", "00124A"]).as_bytes(),
+            Default::default(),
+        );
+        assert!(!p.keys_ascending);
+        // Encoded keys carry their length first, so a shorter key sorts low whatever its
+        // text: the claim is only ever made conservatively.
+        let (p, _) = run(file(&["00123A", "0013"]).as_bytes(), Default::default());
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        assert!(!p.keys_ascending);
+        // No record, no claim.
+        let (p, _) = run(b"999999\n", Default::default());
+        assert!(!p.keys_ascending);
+    }
+
+    #[test]
+    fn rows_without_the_line_fit_the_master_table() {
+        let input = format!("{GOOD}\n999999\n");
+        let (tx, mut rx) = mpsc::channel(16);
+        let enc = RowEncoder::new(&ISSUER, Encoding::default()).without_line();
+        let p = produce_rows(input.as_bytes(), enc, Default::default(), tx, &|_, _| {});
+        assert!(p.problems.is_empty() && p.keys_ascending);
+        let bytes = rx.try_recv().unwrap();
+        // 16 columns and no line: the first field is the issuer number itself.
+        let row = &bytes[HEADER.len()..];
+        assert_eq!(&row[..2], &16i16.to_be_bytes());
+        assert_eq!(&row[2..6], &6i32.to_be_bytes());
+        assert_eq!(&row[6..12], b"00123A");
     }
 
     #[test]

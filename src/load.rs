@@ -12,9 +12,9 @@ use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, GenericClient};
 
-use crate::copy::{self, LineMap, ParseOptions, Produced, CHANNEL_DEPTH};
+use crate::copy::{self, LineMap, ParseOptions, Produced, RowEncoder, CHANNEL_DEPTH};
 use crate::db;
-use crate::error::{Error, Problem, Rejection};
+use crate::error::{Error, Exit, Problem, Rejection};
 use crate::layout::Layout;
 use crate::merge;
 use crate::progress;
@@ -121,12 +121,16 @@ async fn load_in_transaction(
         tx.commit().await.map_err(|e| db::fail("committing", &e))?;
         return Ok(());
     }
+    if opts.initial_load && direct_initial_load(&tx, input, layout, opts, report).await? {
+        return commit(tx, report, started).await;
+    }
+
     tx.batch_execute(&merge::create_stage(layout))
         .await
         .map_err(|e| db::fail("creating the staging table", &e))?;
 
     let t = Instant::now();
-    stream_copy(&tx, input, layout, opts, report).await?;
+    let ascending = stream_copy(&tx, input, layout, opts, report, Target::Stage).await?;
     report.phases.push(Phase {
         name: "read+parse+copy",
         seconds: t.elapsed().as_secs_f64(),
@@ -134,7 +138,7 @@ async fn load_in_transaction(
     tracing::info!(file = %input.name, records = report.records, seconds = t.elapsed().as_secs_f64(), "staged");
 
     let t = Instant::now();
-    check(&tx, input, layout, report).await?;
+    let deferred_checks = check(&tx, input, layout, report, ascending).await?;
     report.phases.push(Phase {
         name: "checks",
         seconds: t.elapsed().as_secs_f64(),
@@ -142,33 +146,29 @@ async fn load_in_transaction(
     tracing::info!(file = %input.name, repeated = report.repeated, seconds = t.elapsed().as_secs_f64(), "checked");
 
     let t = Instant::now();
-    let merging =
-        |e: tokio_postgres::Error| db::fail(&format!("merging into {}", layout.table), &e);
-    let empty = opts.initial_load
-        && tx
-            .query_one(merge::is_empty(layout).as_str(), &[])
+    // The checks left to the database's foreign keys happen during the merge; if one
+    // fails, the savepoint undoes the merge and the staged checks name the lines.
+    if deferred_checks {
+        tx.batch_execute("SAVEPOINT cusip_merge")
             .await
-            .map_err(merging)?
-            .get::<_, bool>(0);
-    if empty {
-        report.initial_load = true;
-        report.inserted = initial_load(&tx, layout).await?;
-    } else {
-        // Diff before write: unchanged rows leave staging untouched, then the changed rows
-        // are updated and the new ones inserted. Under the table lock nothing else writes
-        // the table, so the three counts are exact.
-        report.unchanged = tx
-            .execute(merge::drop_unchanged(layout).as_str(), &[])
-            .await
-            .map_err(merging)?;
-        report.updated = tx
-            .execute(merge::update_changed(layout).as_str(), &[])
-            .await
-            .map_err(merging)?;
-        report.inserted = tx
-            .execute(merge::insert_new(layout).as_str(), &[])
-            .await
-            .map_err(merging)?;
+            .map_err(|e| db::fail("starting the merge", &e))?;
+    }
+    if let Err(e) = merge(&tx, layout, opts, report, ascending).await {
+        if deferred_checks
+            && matches!(
+                e,
+                Error::Db {
+                    exit: Exit::DataErr,
+                    ..
+                }
+            )
+        {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT cusip_merge")
+                .await
+                .map_err(|e| db::fail("undoing the merge", &e))?;
+            find_misses(&tx, input, layout, None).await?;
+        }
+        return Err(e);
     }
     let distinct = report.records - report.repeated;
     if report.unchanged + report.updated + report.inserted != distinct {
@@ -190,6 +190,61 @@ async fn load_in_transaction(
         "merged"
     );
 
+    commit(tx, report, started).await
+}
+
+/// Writes the staged rows into the master table, filling in the counts.
+async fn merge(
+    tx: &tokio_postgres::Transaction<'_>,
+    layout: &Layout,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+    ascending: bool,
+) -> Result<(), Error> {
+    let merging =
+        |e: tokio_postgres::Error| db::fail(&format!("merging into {}", layout.table), &e);
+    // Under the load lock only a loader writes the table, so an empty table stays empty.
+    let empty = tx
+        .query_one(merge::is_empty(layout).as_str(), &[])
+        .await
+        .map_err(merging)?
+        .get::<_, bool>(0);
+    if empty && opts.initial_load {
+        report.initial_load = true;
+        report.inserted = initial_load(tx, layout, ascending).await?;
+    } else if empty {
+        // Nothing to compare against: every staged row is new.
+        report.inserted = tx
+            .execute(merge::insert_all(layout, ascending).as_str(), &[])
+            .await
+            .map_err(merging)?;
+    } else {
+        // Diff before write: the rows that are new or differ go to a small delta table,
+        // then the changed ones are updated and the new ones inserted. Under the load lock
+        // nothing else writes the table, so the three counts are exact.
+        let differ = tx
+            .execute(merge::build_delta(layout).as_str(), &[])
+            .await
+            .map_err(merging)?;
+        report.unchanged = (report.records - report.repeated).saturating_sub(differ);
+        report.updated = tx
+            .execute(merge::update_changed(layout).as_str(), &[])
+            .await
+            .map_err(merging)?;
+        report.inserted = tx
+            .execute(merge::insert_new(layout).as_str(), &[])
+            .await
+            .map_err(merging)?;
+    }
+    Ok(())
+}
+
+/// Writes the journal row of a successful load and commits it with the data.
+async fn commit(
+    tx: tokio_postgres::Transaction<'_>,
+    report: &mut FileReport,
+    started: DateTime<Utc>,
+) -> Result<(), Error> {
     let t = Instant::now();
     report.status = Status::Loaded;
     journal(&tx, report, started)
@@ -203,32 +258,23 @@ async fn load_in_transaction(
     Ok(())
 }
 
-/// The initial-load merge into an empty table: drop its foreign keys and secondary
-/// indexes, insert everything in key order, rebuild the indexes and re-add the foreign
-/// keys (each re-validated by one set-based join instead of a trigger call per row).
+/// The initial-load merge into an empty table, from staging: the path taken when the
+/// direct one ([`direct_initial_load`]) could not be, because the file repeats a key or
+/// misses a parent. Drops the table's foreign keys and secondary indexes, inserts
+/// everything in key order, rebuilds the indexes and re-adds the foreign keys.
 ///
 /// All of it happens in the load's transaction under an ACCESS EXCLUSIVE lock, so nobody
 /// ever sees the table without its constraints, and any failure — including a foreign key
 /// that does not validate — rolls back to the empty table with every index and constraint
 /// as it was. Measured with `make bench` (see README, Performance).
-async fn initial_load(tx: &tokio_postgres::Transaction<'_>, layout: &Layout) -> Result<u64, Error> {
-    let what = format!(
-        "the initial load of {} (it needs the role to own the table; without --initial-load \
-         the normal merge needs only INSERT/UPDATE/SELECT)",
-        layout.table
-    );
+async fn initial_load(
+    tx: &tokio_postgres::Transaction<'_>,
+    layout: &Layout,
+    sorted: bool,
+) -> Result<u64, Error> {
+    let what = initial_what(layout);
     let failed = |e: tokio_postgres::Error| db::fail(&what, &e);
-    tx.batch_execute(&merge::lock_exclusive(layout))
-        .await
-        .map_err(failed)?;
-    // Checked again under the exclusive lock: a writer outside the loader may have added
-    // rows since the first look.
-    let still_empty: bool = tx
-        .query_one(merge::is_empty(layout).as_str(), &[])
-        .await
-        .map_err(failed)?
-        .get(0);
-    if !still_empty {
+    let Some(recreate) = detach(tx, layout).await? else {
         return Err(Error::Db {
             message: format!(
                 "{} gained rows during the initial load from another writer; nothing was \
@@ -237,6 +283,121 @@ async fn initial_load(tx: &tokio_postgres::Transaction<'_>, layout: &Layout) -> 
             ),
             exit: crate::error::Exit::TempFail,
         });
+    };
+    let inserted = tx
+        .execute(merge::insert_all(layout, sorted).as_str(), &[])
+        .await
+        .map_err(failed)?;
+    reattach(tx, layout, &recreate)
+        .await
+        .map_err(|(create, e)| restore_failed(layout, &create, &e))?;
+    Ok(inserted)
+}
+
+/// The initial load's fast path: COPY the file straight into the empty master, with its
+/// foreign keys and secondary indexes dropped, then rebuild and re-validate them. No
+/// staging table and no `INSERT … SELECT`: COPY writes the heap in batches.
+///
+/// Returns false, having changed nothing, when the table is not empty, or when the data
+/// breaks an integrity rule the staged path deals with exactly (a repeated key, which it
+/// resolves, or a missing parent or code, which it reports with line numbers). Everything
+/// in between is undone by rolling back to a savepoint; the file is then read again.
+async fn direct_initial_load(
+    tx: &tokio_postgres::Transaction<'_>,
+    input: &Input,
+    layout: &'static Layout,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+) -> Result<bool, Error> {
+    let what = initial_what(layout);
+    let failed = |e: tokio_postgres::Error| db::fail(&what, &e);
+    tx.batch_execute("SAVEPOINT cusip_initial")
+        .await
+        .map_err(failed)?;
+    let phases = report.phases.len();
+    let undo = |why: String| async move {
+        tracing::info!(
+            table = layout.table,
+            "initial load: {why}; taking the staged path"
+        );
+        tx.batch_execute("ROLLBACK TO SAVEPOINT cusip_initial")
+            .await
+            .map_err(|e| db::fail(&initial_what(layout), &e))
+    };
+    let Some(recreate) = detach(tx, layout).await? else {
+        undo(format!("{} is not empty", layout.table)).await?;
+        return Ok(false);
+    };
+
+    let t = Instant::now();
+    match stream_copy(tx, input, layout, opts, report, Target::Master).await {
+        Ok(_) => {}
+        Err(Error::Db {
+            message,
+            exit: Exit::DataErr,
+        }) => {
+            undo(message).await?;
+            report.phases.truncate(phases);
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    }
+    report.phases.push(Phase {
+        name: "read+parse+copy",
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    tracing::info!(file = %input.name, records = report.records, seconds = t.elapsed().as_secs_f64(), "copied into the empty table");
+
+    let t = Instant::now();
+    if let Err((create, e)) = reattach(tx, layout, &recreate).await {
+        if db::classify(&e) != Exit::DataErr {
+            return Err(restore_failed(layout, &create, &e));
+        }
+        undo(db::chain(&e)).await?;
+        report.phases.truncate(phases);
+        return Ok(false);
+    }
+    tx.batch_execute("RELEASE SAVEPOINT cusip_initial")
+        .await
+        .map_err(failed)?;
+    report.phases.push(Phase {
+        name: "checks",
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    report.initial_load = true;
+    report.inserted = report.records;
+    tracing::info!(file = %input.name, inserted = report.inserted, seconds = t.elapsed().as_secs_f64(), "indexes rebuilt and foreign keys re-validated");
+    Ok(true)
+}
+
+fn initial_what(layout: &Layout) -> String {
+    format!(
+        "the initial load of {} (it needs the role to own the table; without --initial-load \
+         the normal merge needs only INSERT/UPDATE/SELECT)",
+        layout.table
+    )
+}
+
+/// Locks the table exclusively and, if it is empty, drops its foreign keys and secondary
+/// indexes, returning the statements that re-create them; `None` if it has rows.
+async fn detach(
+    tx: &tokio_postgres::Transaction<'_>,
+    layout: &Layout,
+) -> Result<Option<Vec<String>>, Error> {
+    let what = initial_what(layout);
+    let failed = |e: tokio_postgres::Error| db::fail(&what, &e);
+    tx.batch_execute(&merge::lock_exclusive(layout))
+        .await
+        .map_err(failed)?;
+    // Checked (again) under the exclusive lock: a writer outside the loader may have added
+    // rows since any earlier look.
+    let empty: bool = tx
+        .query_one(merge::is_empty(layout).as_str(), &[])
+        .await
+        .map_err(failed)?
+        .get(0);
+    if !empty {
+        return Ok(None);
     }
     let detached = tx
         .query(merge::detachable(layout).as_str(), &[])
@@ -258,29 +419,48 @@ async fn initial_load(tx: &tokio_postgres::Transaction<'_>, layout: &Layout) -> 
     tx.batch_execute("SET LOCAL maintenance_work_mem = '256MB'")
         .await
         .map_err(failed)?;
-    let inserted = tx
-        .execute(merge::insert_all(layout).as_str(), &[])
-        .await
-        .map_err(failed)?;
-    // Indexes first, so re-validating the foreign keys can use them where it helps.
-    recreate.sort_by_key(|s| s.starts_with("ALTER"));
-    for create in &recreate {
-        tx.batch_execute(create).await.map_err(|e| {
-            db::fail(
-                &format!(
-                    "restoring {} after the initial load: {create}",
-                    layout.table
-                ),
-                &e,
-            )
-        })?;
+    Ok(Some(recreate))
+}
+
+/// Rebuilds the indexes, then re-adds the foreign keys (each re-validated by one set-based
+/// join instead of a trigger call per row, and able to use the rebuilt indexes). On failure,
+/// the statement that failed and why.
+async fn reattach(
+    tx: &tokio_postgres::Transaction<'_>,
+    layout: &Layout,
+    recreate: &[String],
+) -> Result<(), (String, tokio_postgres::Error)> {
+    let mut ordered: Vec<&String> = recreate.iter().collect();
+    ordered.sort_by_key(|s| s.starts_with("ALTER"));
+    for create in ordered {
+        tx.batch_execute(create)
+            .await
+            .map_err(|e| (create.clone(), e))?;
     }
     tracing::info!(
         table = layout.table,
         rebuilt = recreate.len(),
         "initial load: indexes rebuilt and foreign keys re-validated"
     );
-    Ok(inserted)
+    Ok(())
+}
+
+fn restore_failed(layout: &Layout, create: &str, e: &tokio_postgres::Error) -> Error {
+    db::fail(
+        &format!(
+            "restoring {} after the initial load: {create}",
+            layout.table
+        ),
+        e,
+    )
+}
+
+/// Where a COPY goes: the staging table (rows carry their file line) or, for an initial
+/// load, the master table itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Stage,
+    Master,
 }
 
 /// Streams the file through the parser into `COPY ... FROM STDIN (FORMAT binary)`.
@@ -290,13 +470,18 @@ async fn stream_copy(
     layout: &'static Layout,
     opts: &LoadOptions,
     report: &mut FileReport,
-) -> Result<(), Error> {
+    target: Target,
+) -> Result<bool, Error> {
+    let sql = match target {
+        Target::Stage => merge::copy_in(layout),
+        Target::Master => merge::copy_into_master(layout),
+    };
     let sink = tx
-        .copy_in::<_, Bytes>(merge::copy_in(layout).as_str())
+        .copy_in::<_, Bytes>(sql.as_str())
         .await
         .map_err(|e| db::fail("starting COPY", &e))?;
     let mut sink = std::pin::pin!(sink);
-    let produced = stream(input, layout, opts, report, Some(sink.as_mut())).await?;
+    let produced = stream(input, layout, opts, report, Some(sink.as_mut()), target).await?;
     let copied = sink
         .as_mut()
         .finish()
@@ -308,7 +493,7 @@ async fn stream_copy(
             produced.records
         )));
     }
-    Ok(())
+    Ok(produced.keys_ascending)
 }
 
 /// Parses, checks and encodes the whole input, feeding COPY when there is a sink and
@@ -319,6 +504,7 @@ async fn stream(
     opts: &LoadOptions,
     report: &mut FileReport,
     mut sink: Option<std::pin::Pin<&mut tokio_postgres::CopyInSink<Bytes>>>,
+    target: Target,
 ) -> Result<Produced, Error> {
     let opened = input.open()?;
     let reader = opened.reader;
@@ -335,9 +521,13 @@ async fn stream(
             pb2.set_position(bytes);
             pb2.set_message(format!("{records} records"));
         };
+        let enc = match target {
+            Target::Stage => RowEncoder::new(layout, parse.encoding),
+            Target::Master => RowEncoder::new(layout, parse.encoding).without_line(),
+        };
         if hash {
             let mut fp = Fingerprint::new(reader);
-            let produced = copy::produce(&mut fp, layout, parse, chunks, &progress);
+            let produced = copy::produce_rows(&mut fp, enc, parse, chunks, &progress);
             // The parser stops early on bad data (20 problems, an over-long line, a record
             // after the trailer). Hash the rest too, so the digest still covers the whole
             // file: then a changed file is told from a bad one, and bad data is reported as
@@ -349,7 +539,7 @@ async fn stream(
             (produced, Some(fp.hex()))
         } else {
             (
-                copy::produce(reader, layout, parse, chunks, &progress),
+                copy::produce_rows(reader, enc, parse, chunks, &progress),
                 None,
             )
         }
@@ -426,9 +616,16 @@ pub async fn validate_file(
     report: &mut FileReport,
 ) -> Result<(), Error> {
     let t0 = Instant::now();
-    let result = stream(input, input.file_type.layout(), opts, report, None)
-        .await
-        .map(|_| ());
+    let result = stream(
+        input,
+        input.file_type.layout(),
+        opts,
+        report,
+        None,
+        Target::Stage,
+    )
+    .await
+    .map(|_| ());
     report.seconds = t0.elapsed().as_secs_f64();
     report.mb_per_s = if report.seconds > 0.0 {
         report.bytes as f64 / 1e6 / report.seconds
@@ -465,17 +662,66 @@ fn copy_row(e: &tokio_postgres::Error) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Resolves repeated keys (last wins) and finds foreign-key and code misses, all in staging.
+/// Resolves repeated keys (last wins) and finds foreign-key and code misses, all in staging,
+/// except those a foreign key the database enforces covers. Returns whether it skipped any:
+/// then a merge that fails on integrity must call [`find_misses`] to name the lines.
 async fn check(
     tx: &tokio_postgres::Transaction<'_>,
     input: &Input,
     layout: &Layout,
     report: &mut FileReport,
-) -> Result<(), Error> {
+    ascending: bool,
+) -> Result<bool, Error> {
     let q = |what: &'static str| move |e: tokio_postgres::Error| db::fail(what, &e);
     tx.batch_execute(&merge::analyze_stage(layout))
         .await
         .map_err(q("analysing staging"))?;
+    // Keys seen to ascend cannot repeat: no need to group a million of them to find none.
+    if !ascending {
+        resolve_repeats(tx, layout, report).await?;
+    }
+    let enforced = Enforced::read(tx, layout).await?;
+    find_misses(tx, input, layout, Some(&enforced)).await?;
+    Ok(enforced.any())
+}
+
+/// The foreign keys the database enforces on a table at every statement.
+struct Enforced(Vec<(String, Vec<String>, Vec<String>)>);
+
+impl Enforced {
+    async fn read(
+        tx: &tokio_postgres::Transaction<'_>,
+        layout: &Layout,
+    ) -> Result<Enforced, Error> {
+        let rows = tx
+            .query(merge::enforced_foreign_keys(layout).as_str(), &[])
+            .await
+            .map_err(|e| db::fail("reading the foreign keys", &e))?;
+        Ok(Enforced(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        ))
+    }
+
+    fn has(&self, parent: &str, cols: &[&str], parent_cols: &[&str]) -> bool {
+        self.0
+            .iter()
+            .any(|(p, c, pc)| p == parent && c == cols && pc == parent_cols)
+    }
+
+    fn any(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// Counts the repeated keys (with examples) and keeps only the last record of each.
+async fn resolve_repeats(
+    tx: &tokio_postgres::Transaction<'_>,
+    layout: &Layout,
+    report: &mut FileReport,
+) -> Result<(), Error> {
+    let q = |what: &'static str| move |e: tokio_postgres::Error| db::fail(what, &e);
     tx.batch_execute(&merge::find_repeats(layout))
         .await
         .map_err(q("finding repeated keys"))?;
@@ -499,35 +745,60 @@ async fn check(
             .await
             .map_err(q("resolving repeated keys"))?;
     }
+    Ok(())
+}
 
+/// Staged rows whose parent row or code is missing: refused with their lines.
+/// With `enforced`, a check one of those foreign keys covers is left to the database.
+async fn find_misses(
+    tx: &tokio_postgres::Transaction<'_>,
+    input: &Input,
+    layout: &Layout,
+    enforced: Option<&Enforced>,
+) -> Result<(), Error> {
+    let q = |what: &'static str| move |e: tokio_postgres::Error| db::fail(what, &e);
+    let covered = |parent: &str, cols: &[&str], parent_cols: &[&str]| {
+        enforced.is_some_and(|en| en.has(parent, cols, parent_cols))
+    };
     let mut problems = Vec::new();
     if let (Some(sql), Some(fk)) = (
         merge::foreign_key_misses(layout, EXAMPLES),
         &layout.foreign_key,
     ) {
-        let rows = tx
-            .query(sql.as_str(), &[])
-            .await
-            .map_err(q("checking foreign keys"))?;
-        let total = rows.first().map_or(0, |r| r.get::<_, i64>(2));
-        for r in &rows {
-            let line: i64 = r.get(0);
-            let key: String = r.get(1);
-            problems.push(Problem::at(
-                line as u64,
-                Some(&fk.columns.join("+")),
-                format!(
-                    "\"{key}\" has no row in {} ({total} record{} in all)",
-                    fk.parent,
-                    if total == 1 { "" } else { "s" }
-                ),
-            ));
+        if covered(fk.parent, fk.columns, fk.columns) {
+            tracing::debug!(
+                table = layout.table,
+                parent = fk.parent,
+                "left to the foreign key"
+            );
+        } else {
+            let rows = tx
+                .query(sql.as_str(), &[])
+                .await
+                .map_err(q("checking foreign keys"))?;
+            let total = rows.first().map_or(0, |r| r.get::<_, i64>(2));
+            for r in &rows {
+                let line: i64 = r.get(0);
+                let key: String = r.get(1);
+                problems.push(Problem::at(
+                    line as u64,
+                    Some(&fk.columns.join("+")),
+                    format!(
+                        "\"{key}\" has no row in {} ({total} record{} in all)",
+                        fk.parent,
+                        if total == 1 { "" } else { "s" }
+                    ),
+                ));
+            }
         }
     }
     for col in layout.columns {
         let Some(sql) = merge::code_misses(col, EXAMPLES) else {
             continue;
         };
+        if covered(col.code_table.unwrap_or_default(), &[col.name], &["code"]) {
+            continue;
+        }
         let rows = tx
             .query(sql.as_str(), &[])
             .await

@@ -10,6 +10,8 @@ use crate::layout::{Column, Layout};
 pub const STAGE: &str = "cusip_stage";
 /// Keys that occur more than once in the file.
 pub const REPEATS: &str = "cusip_repeats";
+/// The staged rows that are new or differ from the master: all the merge writes.
+pub const DELTA: &str = "cusip_delta";
 
 fn list(cols: &[&str], prefix: &str) -> String {
     cols.iter()
@@ -130,6 +132,26 @@ pub fn code_misses(c: &Column, limit: u32) -> Option<String> {
     ))
 }
 
+/// The table's foreign keys that the database enforces at every statement (validated,
+/// not deferrable), as `(parent table, columns, parent columns)`. A staged check that one
+/// of them covers need not run before the merge: the merge cannot break it, and if it
+/// tries, the check runs then to name the lines.
+pub fn enforced_foreign_keys(l: &Layout) -> String {
+    let cols = |keys: &str, rel: &str| {
+        format!(
+            "ARRAY(SELECT a.attname::text FROM unnest({keys}) WITH ORDINALITY k(n, i) \
+             JOIN pg_attribute a ON a.attrelid = {rel} AND a.attnum = k.n ORDER BY k.i)"
+        )
+    };
+    format!(
+        "SELECT confrelid::regclass::text, {}, {} FROM pg_constraint \
+         WHERE conrelid = '{}'::regclass AND contype = 'f' AND convalidated AND NOT condeferrable",
+        cols("conkey", "conrelid"),
+        cols("confkey", "confrelid"),
+        l.table
+    )
+}
+
 fn key_join(l: &Layout) -> String {
     l.key_names()
         .iter()
@@ -138,31 +160,40 @@ fn key_join(l: &Layout) -> String {
         .join(" AND ")
 }
 
-/// Removes from staging every row the master already holds exactly: those are the
-/// unchanged rows, and they are never touched (no lock, no new tuple, no WAL).
+/// Copies into [`DELTA`] the staged rows that are new or differ from the master, with
+/// `present` telling which of them exist there. Unchanged rows are never touched (no lock,
+/// no new tuple, no WAL) and never copied: an unchanged reload writes nothing but an empty
+/// temporary table.
 ///
 /// An `ON CONFLICT … DO UPDATE … WHERE <differs>` would also skip the rewrite, but it
-/// row-locks every conflicting tuple first, which writes WAL for each unchanged row.
-pub fn drop_unchanged(l: &Layout) -> String {
+/// row-locks every conflicting tuple first, which writes WAL for each unchanged row. A
+/// `DELETE` of the unchanged rows from staging (the first version) dirtied every staging
+/// page: 7.4 s against 3.9 s for this at 1 M attribute rows (psql, `jit=off`).
+pub fn build_delta(l: &Layout) -> String {
     let non_keys: Vec<&str> = l.non_key_columns().map(|c| c.name).collect();
+    let first_key = l.key_names()[0];
     format!(
-        "DELETE FROM {STAGE} s USING {} t WHERE {} AND ({}) IS NOT DISTINCT FROM ({})",
-        l.table,
-        key_join(l),
-        list(&non_keys, "t."),
-        list(&non_keys, "s."),
+        "CREATE TEMP TABLE {DELTA} ON COMMIT DROP AS \
+         SELECT {scols}, t.{first_key} IS NOT NULL AS present \
+         FROM {STAGE} s LEFT JOIN {table} t ON {join} \
+         WHERE t.{first_key} IS NULL OR ({tcmp}) IS DISTINCT FROM ({scmp})",
+        scols = list(&l.column_names(), "s."),
+        table = l.table,
+        join = key_join(l),
+        tcmp = list(&non_keys, "t."),
+        scmp = list(&non_keys, "s."),
     )
 }
 
-/// Rewrites the rows whose key exists and whose values differ (all that is left in staging
-/// with a match). Its row count is the number updated.
+/// Rewrites the rows whose key exists and whose values differ. Its row count is the number
+/// updated.
 pub fn update_changed(l: &Layout) -> String {
     let set: Vec<String> = l
         .non_key_columns()
         .map(|c| format!("{0} = s.{0}", c.name))
         .collect();
     format!(
-        "UPDATE {} t SET {} FROM {STAGE} s WHERE {}",
+        "UPDATE {} t SET {} FROM {DELTA} s WHERE s.present AND {}",
         l.table,
         set.join(", "),
         key_join(l)
@@ -174,12 +205,9 @@ pub fn update_changed(l: &Layout) -> String {
 pub fn insert_new(l: &Layout) -> String {
     let cols = list(&l.column_names(), "");
     format!(
-        "INSERT INTO {table} ({cols}) SELECT {scols} FROM {STAGE} s \
-         WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {join}) ORDER BY {keys}",
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {DELTA} WHERE NOT present ORDER BY {keys}",
         table = l.table,
-        scols = list(&l.column_names(), "s."),
-        join = key_join(l),
-        keys = list(&l.key_names(), "s."),
+        keys = list(&l.key_names(), ""),
     )
 }
 
@@ -204,14 +232,29 @@ pub fn detachable(l: &Layout) -> String {
     )
 }
 
-/// Every staged row into the (empty, exclusively locked) master, in key order so the
-/// primary key index is built by appending.
-pub fn insert_all(l: &Layout) -> String {
+/// Every staged row into the empty master. In key order, so the primary key index is built
+/// by appending; a file whose keys were seen to ascend is already in that order, and a
+/// temporary table's scan returns rows in the order they were written.
+pub fn insert_all(l: &Layout, sorted: bool) -> String {
     let cols = list(&l.column_names(), "");
+    let order = if sorted {
+        String::new()
+    } else {
+        format!(" ORDER BY {}", list(&l.key_names(), ""))
+    };
     format!(
-        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {STAGE} ORDER BY {keys}",
+        "INSERT INTO {table} ({cols}) SELECT {cols} FROM {STAGE}{order}",
         table = l.table,
-        keys = list(&l.key_names(), ""),
+    )
+}
+
+/// COPY straight into the master table (the initial load's fast path: no staging, and
+/// COPY inserts in batches, which plain `INSERT … SELECT` does not).
+pub fn copy_into_master(l: &Layout) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
+        l.table,
+        list(&l.column_names(), "")
     )
 }
 
@@ -229,9 +272,15 @@ mod tests {
         assert!(
             update_changed(&ISSUE).starts_with("UPDATE issue t SET issue_check = s.issue_check")
         );
-        assert!(drop_unchanged(&ISSUE)
+        assert!(build_delta(&ISSUE)
             .contains("t.issuer_num = s.issuer_num AND t.issue_num = s.issue_num"));
-        assert!(insert_new(&ISSUER).ends_with("ORDER BY s.issuer_num"));
+        assert!(build_delta(&ISSUE).contains("WHERE t.issuer_num IS NULL OR (t.issue_check,"));
+        assert!(insert_new(&ISSUER).ends_with("WHERE NOT present ORDER BY issuer_num"));
+        assert!(
+            insert_all(&ISSUE, false).ends_with("FROM cusip_stage ORDER BY issuer_num, issue_num")
+        );
+        assert!(insert_all(&ISSUE, true).ends_with("FROM cusip_stage"));
+        assert!(copy_into_master(&ISSUER).starts_with("COPY issuer (issuer_num, issuer_check,"));
         assert!(foreign_key_misses(&ISSUER, 5).is_none());
         assert!(foreign_key_misses(&ISSUE, 5)
             .unwrap()

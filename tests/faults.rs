@@ -237,8 +237,8 @@ fn wait_backend_gone(db: &Db, pid: i32) {
 }
 
 /// The loader killed outright (SIGKILL: no handler, no cleanup) at moments spread over
-/// COPY, the checks, the merge statements and the journal write before commit; and the
-/// backend terminated mid-merge. Each time the issue table is either exactly as before or
+/// COPY, the checks, the merge statement and the journal write before commit; and the
+/// backend terminated during the checks and mid-merge. Each time the issue table is either exactly as before or
 /// exactly complete, and a plain rerun leaves it complete.
 #[test]
 fn killed_at_any_phase_the_table_is_before_or_complete_and_a_rerun_finishes() {
@@ -255,11 +255,13 @@ fn killed_at_any_phase_the_table_is_before_or_complete_and_a_rerun_finishes() {
         ("COPY cusip_stage", 0, "kill"),
         ("COPY cusip_stage", 150, "kill"),
         ("COPY cusip_stage", 400, "kill"),
-        ("CREATE TEMP TABLE cusip_repeats", 0, "kill"),
-        ("CREATE TEMP TABLE cusip_repeats", 0, "terminate"),
-        ("SELECT s.line", 0, "kill"),
-        ("DELETE FROM cusip_stage s USING issue", 0, "kill"),
+        // The generated keys ascend, so there is no repeated-key grouping to catch, and
+        // the foreign keys are enforced by the table, so the checks run inside the INSERT.
+        ("ANALYZE cusip_stage", 0, "kill"),
+        ("ANALYZE cusip_stage", 0, "terminate"),
         ("INSERT INTO issue", 0, "kill"),
+        ("INSERT INTO issue", 100, "kill"),
+        ("INSERT INTO issue", 400, "terminate"),
         ("INSERT INTO issue", 50, "kill"),
         ("INSERT INTO issue", 200, "kill"),
         ("INSERT INTO issue", 300, "kill"),

@@ -382,27 +382,6 @@ fn database_problems_have_their_own_exit_codes() {
 }
 
 #[test]
-fn the_password_is_never_printed() {
-    let db = Db::new("secret");
-    let port = free_port();
-    let (code, out, err) = run(db
-        .loader()
-        .arg(testdata("CED01-15R.PIP"))
-        .env("CUSIP_DB_PORT", port.to_string())
-        .env("CUSIP_DB_PASSWORD", "hunter2-very-secret"));
-    assert_ne!(code, 0);
-    assert!(
-        !out.contains("hunter2") && !err.contains("hunter2"),
-        "{out}{err}"
-    );
-    let (_, help, _) = run(db
-        .loader()
-        .arg("--help")
-        .env("CUSIP_DB_PASSWORD", "hunter2-very-secret"));
-    assert!(!help.contains("hunter2"), "{help}");
-}
-
-#[test]
 fn the_schema_applies_twice_without_change() {
     let db = Db::new("schema");
     assert_eq!(load(&db, &day("01-15")).0, 0);
@@ -564,152 +543,6 @@ fn connect_retry_gives_up_in_bounded_time() {
     assert!(t.elapsed() < std::time::Duration::from_secs(10));
 }
 
-/// Granted advisory locks in the test's own database (tests share the cluster).
-const MY_ADVISORY_LOCKS: &str = "locktype = 'advisory' AND granted \
-     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
-
-/// Another session holding the issuer table's load lock (class "CUSP", object 1) until
-/// `release` ends it server-side (its backend would sleep on with the lock if psql died).
-fn hold_issuer_lock(db: &Db) -> std::process::Child {
-    let c = cluster();
-    let holder = Command::new(c.bin.join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-p",
-            &c.port.to_string(),
-            "-d",
-            &db.name,
-        ])
-        .args([
-            "-c",
-            "SELECT pg_advisory_lock(1129665360, 1)",
-            "-c",
-            "SELECT pg_sleep(30)",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while db
-        .sql(&format!(
-            "SELECT count(*) FROM pg_locks WHERE {MY_ADVISORY_LOCKS}"
-        ))
-        .trim()
-        == "0"
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lock was never taken"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    holder
-}
-
-fn release(db: &Db, mut holder: std::process::Child) {
-    db.sql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE {MY_ADVISORY_LOCKS}"
-    ));
-    let _ = holder.wait();
-}
-
-#[test]
-fn a_lock_held_past_the_lock_timeout_fails_with_75() {
-    let db = Db::new("locktimeout");
-    let holder = hold_issuer_lock(&db);
-    let (code, _, err) = run(db
-        .loader()
-        .arg(testdata("CED01-15R.PIP"))
-        .args(["--lock-timeout", "1"]));
-    release(&db, holder);
-    assert_eq!(code, 75, "{err}");
-    assert!(
-        err.contains("waiting for the issuer load lock") && err.contains("55P03"),
-        "{err}"
-    );
-    assert_eq!(db.count("issuer"), 0);
-    // Once the other session is gone the same command loads.
-    let (code, _, err) = run(db
-        .loader()
-        .arg(testdata("CED01-15R.PIP"))
-        .args(["--lock-timeout", "5"]));
-    assert_eq!(code, 0, "{err}");
-}
-
-#[test]
-fn a_statement_past_the_statement_timeout_fails_with_75() {
-    let db = Db::new("stmttimeout");
-    let holder = hold_issuer_lock(&db);
-    // No lock timeout: the statement timeout is what ends the wait.
-    let (code, _, err) = run(db.loader().arg(testdata("CED01-15R.PIP")).args([
-        "--lock-timeout",
-        "0",
-        "--statement-timeout",
-        "1",
-    ]));
-    release(&db, holder);
-    assert_eq!(code, 75, "{err}");
-    assert!(
-        err.contains("57014") && err.contains("statement timeout"),
-        "{err}"
-    );
-    assert_eq!(db.count("issuer"), 0);
-}
-
-/// The grants the README documents for the application role.
-fn least_privilege_grants(role: &str, db: &str) -> String {
-    format!(
-        "CREATE ROLE {role} LOGIN; \
-         GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}; \
-         GRANT USAGE ON SCHEMA public TO {role}; \
-         GRANT SELECT, INSERT, UPDATE ON issuer, issue, issue_attribute TO {role}; \
-         GRANT SELECT ON {} TO {role}; \
-         GRANT SELECT, INSERT ON load_journal TO {role}; \
-         GRANT USAGE ON SEQUENCE load_journal_id_seq TO {role};",
-        REF_TABLES.join(", ")
-    )
-}
-
-#[test]
-fn a_least_privilege_role_loads_but_cannot_change_the_schema() {
-    let db = Db::new("leastpriv");
-    let role = format!("app_{}", db.name);
-    db.sql(&least_privilege_grants(&role, &db.name));
-    let as_app = || {
-        let mut c = db.loader();
-        c.env("CUSIP_DB_USER", &role);
-        c
-    };
-    let (code, _, err) = run(as_app().args(day("01-15")));
-    assert_eq!(code, 0, "{err}");
-    let (code, _, err) = run(as_app().args(day("01-16")));
-    assert_eq!(code, 0, "{err}");
-    for (i, t) in MASTER.iter().enumerate() {
-        assert_table_matches(&db, t, &[day("01-15")[i].clone(), day("01-16")[i].clone()]);
-    }
-    let (code, _, err) = run(as_app().arg("--init-schema"));
-    assert_eq!(code, 77, "schema changes need the owner: {err}");
-    assert!(err.contains("42501"), "{err}");
-    // Without UPDATE the delta cannot be merged: refused as a permission problem, nothing half-done.
-    let db2 = Db::new("noupdate");
-    let role2 = format!("app_{}", db2.name);
-    db2.sql(&least_privilege_grants(&role2, &db2.name));
-    db2.sql(&format!("REVOKE UPDATE ON issuer FROM {role2}"));
-    assert_eq!(run(db2.loader().args(day("01-15"))).0, 0);
-    let before = db2.snapshot();
-    let (code, _, err) = run(db2
-        .loader()
-        .env("CUSIP_DB_USER", &role2)
-        .arg(&day("01-16")[0]));
-    assert_eq!(code, 77, "{err}");
-    assert_eq!(db2.snapshot(), before);
-}
-
 /// Indexes and constraints of the master tables, as the catalog defines them.
 fn master_schema(db: &Db) -> String {
     db.sql(
@@ -826,4 +659,117 @@ fn a_failed_initial_load_restores_the_table_with_its_indexes_and_keys() {
     assert!(err.contains("own the table"), "{err}");
     assert_eq!(db.snapshot(), before);
     assert_eq!(master_schema(&db), schema);
+}
+
+/// The lines of a sample file without its trailer, and the trailer.
+fn records_and_trailer(path: &std::path::Path) -> (Vec<String>, String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let trailer = lines.pop().unwrap();
+    assert!(trailer.starts_with("999999"), "{trailer}");
+    (lines, trailer)
+}
+
+#[test]
+fn an_initial_load_copies_straight_in_unless_a_key_repeats_or_a_parent_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d15 = day("01-15");
+    // The sample day is sorted without repeats: COPY goes straight into the tables.
+    let direct = Db::new("init_direct");
+    let (code, _, err) = run(direct.loader().args(&d15).arg("--initial-load"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err.matches("copied into the empty table").count(),
+        3,
+        "{err}"
+    );
+    assert!(!err.contains("taking the staged path"), "{err}");
+
+    // The issue file with its fifth record repeated at the end, and the same records
+    // shuffled: both leave the direct path (the repeat) or the ascending shortcut (the
+    // shuffle), and give exactly what the default merge gives.
+    let (mut recs, trailer) = records_and_trailer(&d15[1]);
+    let mut shuffled = recs.clone();
+    shuffled.reverse();
+    shuffled.swap(0, recs.len() / 2);
+    recs.push(recs[4].clone());
+    let repeated = write(
+        dir.path(),
+        "CED01-15E.PIP",
+        (recs.join("\n") + "\n" + &trailer + "\n").as_bytes(),
+    );
+    let shuffled_file = dir.path().join("shuffled");
+    std::fs::create_dir(&shuffled_file).unwrap();
+    let shuffled = write(
+        &shuffled_file,
+        "CED01-15E.PIP",
+        (shuffled.join("\n") + "\n" + &trailer + "\n").as_bytes(),
+    );
+    for (tag, file, repeats) in [
+        ("init_repeat", &repeated, 1),
+        ("init_shuffled", &shuffled, 0),
+    ] {
+        let safe = Db::new(&format!("{tag}_safe"));
+        let fast = Db::new(tag);
+        for db in [&safe, &fast] {
+            assert_eq!(run(db.loader().arg(&d15[0])).0, 0);
+        }
+        let (code, vs, err) = load(&safe, std::slice::from_ref(file));
+        assert_eq!(code, 0, "{err}");
+        let (code, vf, err) = load(&fast, &[file.clone(), "--initial-load".into()]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(counts(&vf, 0)[4], repeats, "{tag}");
+        assert_eq!(counts(&vs, 0), counts(&vf, 0), "{tag}");
+        assert_eq!(safe.dump("issue"), fast.dump("issue"), "{tag}");
+        assert_eq!(initial_flags(&vf), [true], "{tag}");
+        if repeats > 0 {
+            assert!(
+                err.contains("taking the staged path") && err.contains("23505"),
+                "{err}"
+            );
+        }
+    }
+
+    // A missing parent: the direct COPY is undone, and the staged path names the line.
+    let db = Db::new("init_fk");
+    assert_eq!(run(db.loader().args(&d15[..2])).0, 0);
+    let schema = master_schema(&db);
+    let before = db.snapshot();
+    let (code, _, err) = run(db
+        .loader()
+        .arg(testdata("bad/fkissue-A.PIP"))
+        .arg("--initial-load"));
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("taking the staged path"), "{err}");
+    assert!(
+        err.contains("line 3") && err.contains("issuer_num+issue_num"),
+        "{err}"
+    );
+    assert_eq!(db.snapshot(), before);
+    assert_eq!(master_schema(&db), schema);
+}
+
+#[test]
+fn a_check_the_database_does_not_enforce_at_once_still_runs_before_the_merge() {
+    // The staged code check is left to the foreign key only while that key is validated
+    // and checked at every statement; otherwise the loader checks first, as before.
+    for (tag, alter) in [
+        ("fk_dropped", "ALTER TABLE issue DROP CONSTRAINT issue_issue_status_fk"),
+        (
+            "fk_deferred",
+            "ALTER TABLE issue ALTER CONSTRAINT issue_issue_status_fk DEFERRABLE INITIALLY DEFERRED",
+        ),
+    ] {
+        let db = Db::new(tag);
+        assert_eq!(load(&db, &day("01-15")).0, 0);
+        db.sql(alter);
+        let before = db.snapshot();
+        let (code, _, err) = run(db.loader().arg(testdata("bad/badcode-E.PIP")));
+        assert_eq!(code, 65, "{tag}: {err}");
+        assert!(
+            err.contains("line 2") && err.contains("column issue_status") && err.contains("not a known code"),
+            "{tag}: {err}"
+        );
+        assert_eq!(db.snapshot(), before, "{tag}");
+    }
 }
