@@ -9,6 +9,7 @@
 #                refusals, races, input edges), and the scorecard
 #   make lint    rustfmt check + clippy, warnings are errors
 #   make demo    load the sample files into a throwaway cluster and show the result
+#   make fuzz    cargo-fuzz the record parser and value converters, FUZZ_SECONDS per target
 #
 # Variables you can override: CARGO, PG_BIN (directory holding initdb, pg_ctl, psql),
 # DEMO_DIR (default target/demo).
@@ -30,7 +31,7 @@ ifdef PG_BIN
 export PG_BIN
 endif
 
-.PHONY: help setup build dist bench test test-faults lint demo clean
+.PHONY: help setup build dist bench test test-faults lint demo fuzz clean
 
 help: ## Show this list
 	@echo "cusip-loader make targets:"
@@ -194,6 +195,39 @@ demo: setup build ## Load testdata 01-15 then the 01-16 delta into a throwaway c
 	echo "== v_security_summary (first 8 rows) =="
 	psql -d cusip -c 'SELECT * FROM v_security_summary ORDER BY cusip LIMIT 8'
 	echo "== Demo OK; stopping the cluster and removing $(DEMO_DIR) =="
+
+# Fuzzing (issue 7): tests/fuzz is a cargo-fuzz crate with two targets, `records` (any
+# bytes as a PIP file, every layout) and `values` (one field, any column type). Not part of
+# `test` or CI: CI only replays the committed corpus (tests/fuzz_corpus.rs, stable).
+# Each target runs FUZZ_SECONDS (default 300) in one niced process, adds what it finds new
+# to tests/fuzz/corpus/<target> (keep it small: `cargo fuzz cmin` before committing) and
+# stops at the first failure, leaving the input in tests/fuzz/artifacts/<target>/.
+# Toolchain: cargo-fuzz compiles with -Z flags (sanitizer, coverage passes) that only a
+# nightly rustc accepts. With a rustup nightly installed it uses that, with
+# AddressSanitizer; otherwise it runs the default stable toolchain with RUSTC_BOOTSTRAP=1
+# (which lets stable accept -Z flags) and --sanitizer none (tried with stable 1.95: builds
+# and runs, at ~4x the executions per second; what ASan would add matters little here, as
+# the code under test is safe Rust but for one SSE2 load of a 16-byte array).
+# cargo-fuzz itself is installed with `cargo install` when missing.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= records values
+fuzz: ## Fuzz the parser and converters (cargo-fuzz; nightly, else stable+RUSTC_BOOTSTRAP), FUZZ_SECONDS per target
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	if rustup run nightly rustc --version >/dev/null 2>&1; then
+	  fuzz=(rustup run nightly cargo fuzz); sanitizer=()
+	else
+	  echo "fuzz: no nightly toolchain; using stable with RUSTC_BOOTSTRAP=1, no sanitizer" >&2
+	  export RUSTC_BOOTSTRAP=1
+	  fuzz=($(CARGO) fuzz); sanitizer=(--sanitizer none)
+	fi
+	for t in $(FUZZ_TARGETS); do
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s =="
+	  # New inputs go to the first directory; past failures (if any) are seeds.
+	  dirs=(tests/fuzz/corpus/$$t)
+	  if [ -d tests/fuzz/regressions/$$t ]; then dirs+=(tests/fuzz/regressions/$$t); fi
+	  nice -n 10 "$${fuzz[@]}" run --fuzz-dir tests/fuzz "$${sanitizer[@]}" "$$t" "$${dirs[@]}" -- \
+	    -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/pip.dict -max_len=4096 -print_final_stats=1
+	done
 
 clean: ## cargo clean
 	@$(CARGO) clean
