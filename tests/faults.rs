@@ -118,35 +118,72 @@ fn backend_killed_mid_copy_leaves_nothing_and_a_rerun_succeeds() {
     score("backend terminated mid-COPY", 1, 1, 1, 0);
 }
 
+/// SIGTERM (what ECS StopTask sends) at five moments over COPY, the checks and the merge:
+/// exit 143 within 5 s, the snapshot as before, the attempt journalled `interrupted`, and a
+/// rerun loads.
 #[test]
 fn sigterm_mid_load_rolls_back_and_exits_143_promptly() {
-    let db = Db::new("sigterm");
     let [r, e, _] = big_set().clone();
-    assert_eq!(run(db.loader().arg(&r)).0, 0);
-    let before = db.snapshot();
-
-    let mut child = spawn(&db, std::slice::from_ref(&e));
-    wait_for_statement(&db, &mut child, "COPY cusip_stage").expect("COPY was never seen running");
-    let t = Instant::now();
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+    // (statement the backend is seen running, extra delay ms): over COPY, the checks and
+    // the merge statement.
+    let plan: [(&str, u64); 5] = [
+        ("COPY cusip_stage", 0),
+        ("COPY cusip_stage", 300),
+        ("ANALYZE cusip_stage", 0),
+        ("INSERT INTO issue", 0),
+        ("INSERT INTO issue", 300),
+    ];
+    let mut faults = 0;
+    for (i, (statement, delay)) in plan.iter().enumerate() {
+        let db = Db::new(&format!("sigterm{i}"));
+        assert_eq!(run(db.loader().arg(&r)).0, 0);
+        let before = db.snapshot();
+        let mut child = spawn(&db, std::slice::from_ref(&e));
+        if wait_for_statement(&db, &mut child, statement).is_none() {
+            // Too quick to be caught there: the load finished, and must be complete.
+            let (code, _, err) = finish(child);
+            assert_eq!(code, 0, "{statement}: {err}");
+            assert_eq!(db.count("issue"), n());
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(*delay));
+        faults += 1;
+        let t = Instant::now();
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let (code, out, err) = finish(child);
+        let took = t.elapsed();
+        if code == 0 {
+            // The signal came after the commit: the load is whole.
+            assert_eq!(db.count("issue"), n(), "{statement}+{delay}: {err}");
+            continue;
+        }
+        assert_eq!(code, 143, "{statement}+{delay}: {err}");
+        assert!(
+            took < Duration::from_secs(5),
+            "{statement}+{delay}: took {took:?}"
+        );
+        assert!(
+            out.contains("INTERRUPTED"),
+            "the summary is still printed: {out}"
+        );
+        assert_eq!(db.snapshot(), before, "{statement}+{delay}: half-loaded");
+        let j = db.journal();
+        assert_eq!(j.last().unwrap()[1], "interrupted", "{j:?}");
+        // No session is left holding the table lock: a rerun goes straight through.
+        let (code, _, err) = run(db.loader().arg(&e));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(db.count("issue"), n());
     }
-    let (code, out, err) = finish(child);
-    let took = t.elapsed();
-    assert_eq!(code, 143, "{err}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
-    assert!(
-        out.contains("INTERRUPTED"),
-        "the summary is still printed: {out}"
+    assert!(faults >= 3, "only {faults} signals landed");
+    score(
+        "SIGTERM over COPY, checks and merge (exit 143 < 5 s)",
+        plan.len() as u32,
+        faults,
+        faults,
+        0,
     );
-    assert_eq!(db.snapshot(), before, "nothing may be half-loaded");
-    let j = db.journal();
-    assert_eq!(j.last().unwrap()[1], "interrupted", "{j:?}");
-    // No session is left holding the table lock: a rerun goes straight through.
-    let (code, _, err) = run(db.loader().arg(&e));
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(db.count("issue"), n());
-    score("SIGTERM mid-COPY (exit 143 < 5 s)", 1, 1, 1, 0);
 }
 
 /// The same date loaded by 2 and by 4 processes started together, 10 trials, each on a
