@@ -71,42 +71,27 @@ pub fn repeat_examples(l: &Layout, limit: u32) -> String {
         .map(|k| format!("r.{k}"))
         .collect::<Vec<_>>()
         .join(" || ' ' || ");
-    let on: Vec<String> = l
-        .key_names()
-        .iter()
-        .map(|k| format!("s.{k} = r.{k}"))
-        .collect();
     format!(
         "SELECT {key}, (array_agg(s.line ORDER BY s.line))[1:5] \
          FROM (SELECT * FROM {REPEATS} ORDER BY first_line LIMIT {limit}) r \
          JOIN {STAGE} s ON {} \
          GROUP BY {}, r.first_line ORDER BY r.first_line",
-        on.join(" AND "),
+        equal_on(&l.key_names(), "s", "r"),
         list(&l.key_names(), "r."),
     )
 }
 
 /// Keeps only the last record of each repeated key: the day's last transaction wins.
 pub fn drop_superseded(l: &Layout) -> String {
-    let on: Vec<String> = l
-        .key_names()
-        .iter()
-        .map(|k| format!("s.{k} = r.{k}"))
-        .collect();
     format!(
         "DELETE FROM {STAGE} s USING {REPEATS} r WHERE {} AND s.line <> r.last_line",
-        on.join(" AND ")
+        equal_on(&l.key_names(), "s", "r")
     )
 }
 
 /// Staged rows whose parent row is missing: first few by line, with the total.
 pub fn foreign_key_misses(l: &Layout, limit: u32) -> Option<String> {
     let fk = l.foreign_key.as_ref()?;
-    let on: Vec<String> = fk
-        .columns
-        .iter()
-        .map(|k| format!("p.{k} = s.{k}"))
-        .collect();
     let shown = fk
         .columns
         .iter()
@@ -117,7 +102,7 @@ pub fn foreign_key_misses(l: &Layout, limit: u32) -> Option<String> {
         "SELECT s.line, {shown}, count(*) OVER ()::bigint FROM {STAGE} s \
          WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE {}) ORDER BY s.line LIMIT {limit}",
         fk.parent,
-        on.join(" AND ")
+        equal_on(fk.columns, "p", "s")
     ))
 }
 
@@ -152,12 +137,16 @@ pub fn enforced_foreign_keys(l: &Layout) -> String {
     )
 }
 
-fn key_join(l: &Layout) -> String {
-    l.key_names()
-        .iter()
-        .map(|k| format!("t.{k} = s.{k}"))
+/// `a.c = b.c AND …` over `cols`: how two row sources are joined on a key.
+fn equal_on(cols: &[&str], a: &str, b: &str) -> String {
+    cols.iter()
+        .map(|c| format!("{a}.{c} = {b}.{c}"))
         .collect::<Vec<_>>()
         .join(" AND ")
+}
+
+fn key_join(l: &Layout) -> String {
+    equal_on(&l.key_names(), "t", "s")
 }
 
 /// Copies into [`DELTA`] the staged rows that are new or differ from the master, with

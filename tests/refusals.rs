@@ -20,19 +20,7 @@ const MY_ADVISORY_LOCKS: &str = "locktype = 'advisory' AND granted \
 /// `release` ends it server-side (its backend would sleep on with the lock if psql died).
 fn hold_issuer_lock(db: &Db) -> std::process::Child {
     let c = cluster();
-    let holder = Command::new(c.bin.join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-p",
-            &c.port.to_string(),
-            "-d",
-            &db.name,
-        ])
+    let holder = psql_cmd(&c.bin, c.port, &db.name)
         .args([
             "-c",
             "SELECT pg_advisory_lock(1129665360, 1)",

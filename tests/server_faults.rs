@@ -39,7 +39,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{generator, run, score, summary, OwnCluster, OwnDb};
+use common::{generator, run, score, summary, Db, OwnCluster};
 
 /// Issues in the generated set: enough that COPY and each merge statement last long enough to
 /// be hit, and that the attribute staging table (~22 MB) outgrows a file-size limit above the
@@ -101,12 +101,12 @@ fn records(file: &Path) -> u64 {
         .unwrap_or_else(|| panic!("no trailer in {}", file.display()))
 }
 
-fn load(db: &OwnDb, files: &[&PathBuf]) {
+fn load(db: &Db, files: &[&PathBuf]) {
     let (code, _, err) = run(db.loader().args(files));
     assert_eq!(code, 0, "loading {files:?}: {err}");
 }
 
-fn spawn(db: &OwnDb, file: &Path) -> Child {
+fn spawn(db: &Db, file: &Path) -> Child {
     db.loader()
         .arg(file)
         .stdout(Stdio::piped())
@@ -149,7 +149,7 @@ fn log_tail(pg: &OwnCluster) -> String {
 
 /// Waits until the loader's backend runs a statement starting with one of `prefixes`. False
 /// if the loader exited first (the load was too quick to be caught there).
-fn wait_for_statement(db: &OwnDb, child: &mut Child, prefixes: &[&str]) -> bool {
+fn wait_for_statement(db: &Db, child: &mut Child, prefixes: &[&str]) -> bool {
     let like: Vec<String> = prefixes
         .iter()
         .map(|p| format!("query LIKE '{p}%'"))

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 pub mod s3;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -172,19 +173,16 @@ impl Cluster {
         }
     }
 
-    fn start() -> Cluster {
-        let bin = pg_bin();
+    /// A new directory under the temp dir for a cluster's data, socket and log, owned by the
+    /// user the server will run as. Not yet initialised.
+    fn new_dir(tag: &str) -> Cluster {
         let dir = std::env::temp_dir().join(format!(
-            "cusip-test-pg-{}-{}",
+            "cusip-test-{tag}-{}-{}",
             std::process::id(),
             free_port()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let run_as = if is_root() {
-            Some("postgres".to_string())
-        } else {
-            None
-        };
+        let run_as = is_root().then(|| "postgres".to_string());
         if let Some(u) = &run_as {
             let ok = Command::new("chown")
                 .args(["-R", u])
@@ -197,26 +195,19 @@ impl Cluster {
                 "cannot chown the test cluster dir to {u}: run `make setup`"
             );
         }
-        let port = free_port();
-        let c = Cluster {
+        Cluster {
             dir,
-            port,
-            bin,
+            port: free_port(),
+            bin: pg_bin(),
             run_as,
-        };
-        let out = c
+        }
+    }
+
+    fn initdb(&self) {
+        let out = self
             .pg_cmd("initdb")
-            .args([
-                "-D",
-                &c.data(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
+            .args(["-D", &self.data(), "-U", "postgres", "--auth=trust"])
+            .args(["-E", "UTF8", "--locale=C", "--no-sync"])
             .output()
             .unwrap();
         assert!(
@@ -224,11 +215,57 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
+    }
+
+    /// The server settings every test cluster runs with: durability off (a test's data is
+    /// thrown away), its own port and socket directory.
+    fn server_opts(&self) -> String {
+        format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=100 -c shared_buffers=64MB",
-            c.dir.display()
+            self.port,
+            self.dir.display()
+        )
+    }
+
+    /// `pg_ctl start -w`; with `max_file_size`, under that RLIMIT_FSIZE in bytes, which the
+    /// postmaster and every backend inherit. PostgreSQL ignores SIGXFSZ, so a file that would
+    /// grow past the limit is not extended: EFBIG, or a short write when the limit cuts a block.
+    fn pg_start(&self, opts: &str, log: &Path, max_file_size: Option<u64>) {
+        let mut cmd = self.pg_cmd("pg_ctl");
+        cmd.args(["-D", &self.data(), "-l"])
+            .arg(log)
+            .args(["-o", opts, "-w", "start"]);
+        if let Some(n) = max_file_size {
+            // Set in the child between fork and exec, so only runuser, pg_ctl and the server
+            // they start have it (runuser's pam_limits keeps what it has no rule for).
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(log).unwrap_or_default()
         );
+    }
+
+    fn start() -> Cluster {
+        let c = Cluster::new_dir("pg");
+        c.initdb();
+        let mut opts = c.server_opts();
         if TLS.get().is_some() {
             make_certs(&c.dir);
             let data = c.dir.join("data");
@@ -247,18 +284,7 @@ impl Cluster {
             Command::new("chmod").arg("600").arg(&key).status().unwrap();
             opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
         }
-        let log = c.dir.join("server.log").display().to_string();
-        let out = c
-            .pg_cmd("pg_ctl")
-            .args(["-D", &c.data(), "-l", &log, "-o", &opts, "-w", "start"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        c.pg_start(&opts, &c.dir.join("server.log"), None);
         c
     }
 }
@@ -276,6 +302,8 @@ pub fn cluster() -> &'static Cluster {
 /// A fresh database of the shared cluster, with the schema applied by the loader itself.
 pub struct Db {
     pub name: String,
+    port: u16,
+    bin: PathBuf,
 }
 
 impl Db {
@@ -283,15 +311,23 @@ impl Db {
     pub fn empty(tag: &str) -> Db {
         let c = cluster();
         let name = format!("t_{}_{}", tag, COUNTER.fetch_add(1, Ordering::SeqCst));
-        let db = Db { name };
+        let db = Db::at(c, &name);
         let out = psql_on("postgres", &format!("CREATE DATABASE {}", db.name));
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let _ = c;
         db
+    }
+
+    /// A handle on database `name` of cluster `c` (which need not be the shared one).
+    pub fn at(c: &Cluster, name: &str) -> Db {
+        Db {
+            name: name.to_string(),
+            port: c.port,
+            bin: c.bin.clone(),
+        }
     }
 
     /// A new database with the schema applied through `cusip-loader --init-schema`.
@@ -312,7 +348,7 @@ impl Db {
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CUSIP_DB_HOST", "127.0.0.1")
-            .env("CUSIP_DB_PORT", cluster().port.to_string())
+            .env("CUSIP_DB_PORT", self.port.to_string())
             .env("CUSIP_DB_NAME", &self.name)
             .env("CUSIP_DB_USER", "postgres")
             .env("CUSIP_DB_CONNECT_RETRY", "0")
@@ -323,7 +359,7 @@ impl Db {
 
     /// Runs a query, returning psql's unaligned output; panics on SQL errors.
     pub fn sql(&self, q: &str) -> String {
-        let out = psql_on(&self.name, q);
+        let out = psql_at(&self.bin, self.port, &self.name, q);
         assert!(
             out.status.success(),
             "psql failed on {q}: {}",
@@ -371,6 +407,23 @@ impl Db {
         s
     }
 
+    /// Row count and md5 of every row, in key order, of each master table: "exactly before
+    /// or exactly complete" compared in a few bytes.
+    pub fn digest(&self) -> String {
+        let mut s = String::new();
+        for (t, k) in [
+            ("issuer", "issuer_num"),
+            ("issue", "issuer_num, issue_num"),
+            ("issue_attribute", "issuer_num, issue_num"),
+        ] {
+            s.push_str(&self.sql(&format!(
+                "SELECT '{t} ' || count(*) || ' ' || \
+                 coalesce(md5(string_agg(t::text, '|' ORDER BY {k})), '') FROM {t} t"
+            )));
+        }
+        s
+    }
+
     /// `(status, records, inserted, updated, unchanged, repeated)` of journal rows, oldest first.
     pub fn journal(&self) -> Vec<Vec<String>> {
         self.sql(
@@ -412,46 +465,32 @@ pub fn least_privilege_grants(role: &str, db: &str) -> String {
     )
 }
 
+/// psql as the tests run it: no psqlrc, quiet, unaligned, stop at the first error.
+pub fn psql_cmd(bin: &Path, port: u16, db: &str) -> Command {
+    let mut c = Command::new(bin.join("psql"));
+    c.args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+        .arg(port.to_string())
+        .args(["-d", db]);
+    c
+}
+
+fn psql_at(bin: &Path, port: u16, db: &str, q: &str) -> Output {
+    psql_cmd(bin, port, db).args(["-c", q]).output().unwrap()
+}
+
+/// Runs `q` on database `db` of the shared cluster.
 pub fn psql_on(db: &str, q: &str) -> Output {
     let c = cluster();
-    Command::new(c.bin.join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-p",
-        ])
-        .arg(c.port.to_string())
-        .args(["-d", db, "-c", q])
-        .output()
-        .unwrap()
+    psql_at(&c.bin, c.port, db, q)
 }
 
 /// Feeds `data` to psql's stdin running `q` (e.g. a COPY FROM STDIN).
 pub fn psql_stdin(db: &str, q: &str, data: &[u8]) {
     use std::io::Write;
     let c = cluster();
-    let mut child = Command::new(c.bin.join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-p",
-        ])
-        .arg(c.port.to_string())
-        .args(["-d", db, "-c", q])
+    let mut child = psql_cmd(&c.bin, c.port, db)
+        .args(["-c", q])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -622,7 +661,6 @@ pub fn score(scenario: &str, trials: u32, faults: u32, survived: u32, rows_lost:
 
 // ------------------------------------------------------------ a cluster of a test's own
 
-use std::os::unix::process::CommandExt;
 use std::sync::Mutex;
 
 /// A PostgreSQL cluster of one test's own, for tests that stop, restart or starve the server
@@ -640,88 +678,23 @@ pub struct OwnCluster {
 impl OwnCluster {
     /// `initdb` into a new temp dir, then the server started without limits.
     pub fn start() -> OwnCluster {
-        let dir = std::env::temp_dir().join(format!(
-            "cusip-test-own-pg-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=100 -c shared_buffers=64MB",
-            dir.display()
-        );
-        // Built first, so that whatever fails below, dropping it cleans up.
+        let c = Cluster::new_dir("own-pg");
+        // Built before initdb, so that whatever fails below, dropping it cleans up.
         let own = OwnCluster {
-            log: dir.join("server.log"),
-            c: Cluster {
-                dir,
-                port,
-                bin: pg_bin(),
-                run_as: is_root().then(|| "postgres".to_string()),
-            },
-            opts,
+            log: c.dir.join("server.log"),
+            opts: c.server_opts(),
+            c,
             tmpfs: Mutex::new(None),
         };
-        if let Some(u) = &own.c.run_as {
-            let ok = Command::new("chown")
-                .args(["-R", u])
-                .arg(&own.c.dir)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "cannot chown {} to {u}", own.c.dir.display());
-        }
-        let out = own
-            .c
-            .pg_cmd("initdb")
-            .args(["-D", &own.c.data(), "-U", "postgres", "--auth=trust"])
-            .args(["-E", "UTF8", "--locale=C", "--no-sync"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        own.c.initdb();
         own.start_server(None);
         own
     }
 
-    /// Starts the server (`pg_ctl start -w`); with `max_file_size`, under that RLIMIT_FSIZE
-    /// in bytes, which the postmaster and every backend inherit. PostgreSQL ignores SIGXFSZ,
-    /// so a file that would grow past the limit is not extended: EFBIG, or a short write when
-    /// the limit cuts a block.
+    /// Starts the server; with `max_file_size`, under that file-size limit (see
+    /// [`Cluster::pg_start`]).
     pub fn start_server(&self, max_file_size: Option<u64>) {
-        let mut cmd = self.c.pg_cmd("pg_ctl");
-        cmd.args(["-D", &self.c.data(), "-l"])
-            .arg(&self.log)
-            .args(["-o", &self.opts, "-w", "start"]);
-        if let Some(n) = max_file_size {
-            // Set in the child between fork and exec, so only runuser, pg_ctl and the server
-            // they start have it (runuser's pam_limits keeps what it has no rule for).
-            unsafe {
-                cmd.pre_exec(move || {
-                    let lim = libc::rlimit {
-                        rlim_cur: n as libc::rlim_t,
-                        rlim_max: n as libc::rlim_t,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
+        self.c.pg_start(&self.opts, &self.log, max_file_size);
     }
 
     /// `pg_ctl stop -m <mode> -w`: `immediate` kills every backend with no shutdown
@@ -746,16 +719,12 @@ impl OwnCluster {
     }
 
     /// A handle on database `name` of this cluster.
-    pub fn db(&self, name: &str) -> OwnDb {
-        OwnDb {
-            name: name.to_string(),
-            port: self.c.port,
-            bin: self.c.bin.clone(),
-        }
+    pub fn db(&self, name: &str) -> Db {
+        Db::at(&self.c, name)
     }
 
     /// `CREATE DATABASE name <options>`, then the schema applied by `cusip-loader --init-schema`.
-    pub fn new_db(&self, name: &str, options: &str) -> OwnDb {
+    pub fn new_db(&self, name: &str, options: &str) -> Db {
         let db = self.db(name);
         self.db("postgres")
             .sql(&format!("CREATE DATABASE {name} {options}"));
@@ -769,7 +738,7 @@ impl OwnCluster {
     }
 
     /// A copy of database `template` (nobody may be connected to it), in its tablespace.
-    pub fn copy_db(&self, name: &str, template: &str) -> OwnDb {
+    pub fn copy_db(&self, name: &str, template: &str) -> Db {
         self.db("postgres")
             .sql(&format!("CREATE DATABASE {name} TEMPLATE {template}"));
         self.db(name)
@@ -858,101 +827,5 @@ impl Drop for OwnCluster {
             }
         }
         let _ = std::fs::remove_dir_all(&self.c.dir);
-    }
-}
-
-fn psql_at(bin: &Path, port: u16, db: &str, q: &str) -> Output {
-    Command::new(bin.join("psql"))
-        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
-        .arg(port.to_string())
-        .args(["-d", db, "-c", q])
-        .output()
-        .unwrap()
-}
-
-/// A database of an [`OwnCluster`]: what [`Db`] offers, for a cluster of the test's own.
-pub struct OwnDb {
-    pub name: String,
-    port: u16,
-    bin: PathBuf,
-}
-
-impl OwnDb {
-    /// Runs a query, returning psql's unaligned output; panics on SQL errors.
-    pub fn sql(&self, q: &str) -> String {
-        let out = psql_at(&self.bin, self.port, &self.name, q);
-        assert!(
-            out.status.success(),
-            "psql failed on {q}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// The loader, pointed at this database by environment (as [`Db::loader`]).
-    pub fn loader(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cusip-loader"));
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CUSIP_DB_HOST", "127.0.0.1")
-            .env("CUSIP_DB_PORT", self.port.to_string())
-            .env("CUSIP_DB_NAME", &self.name)
-            .env("CUSIP_DB_USER", "postgres")
-            .env("CUSIP_DB_CONNECT_RETRY", "0")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null());
-        c
-    }
-
-    pub fn count(&self, table: &str) -> u64 {
-        self.sql(&format!("SELECT count(*) FROM {table}"))
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    /// The same as [`Db::snapshot`]: master and code tables, plus each master row's xmin and
-    /// ctid; equal snapshots mean nothing was written.
-    pub fn snapshot(&self) -> String {
-        let mut s = String::new();
-        for t in MASTER.into_iter().chain(REF_TABLES) {
-            let order = match t {
-                "issuer" => "issuer_num",
-                "issue" | "issue_attribute" => "issuer_num, issue_num",
-                _ => "code",
-            };
-            s.push_str(&format!("== {t}\n"));
-            s.push_str(&self.sql(&format!(
-                "COPY (SELECT * FROM {t} ORDER BY {order}) TO STDOUT"
-            )));
-        }
-        for (t, k) in [
-            ("issuer", "issuer_num"),
-            ("issue", "issuer_num, issue_num"),
-            ("issue_attribute", "issuer_num, issue_num"),
-        ] {
-            s.push_str(&self.sql(&format!(
-                "COPY (SELECT xmin, ctid FROM {t} ORDER BY {k}) TO STDOUT"
-            )));
-        }
-        s
-    }
-
-    /// Row count and md5 of every row, in key order, of each master table: "exactly before
-    /// or exactly complete" compared in a few bytes (as `tests/faults.rs` does for one table).
-    pub fn digest(&self) -> String {
-        let mut s = String::new();
-        for (t, k) in [
-            ("issuer", "issuer_num"),
-            ("issue", "issuer_num, issue_num"),
-            ("issue_attribute", "issuer_num, issue_num"),
-        ] {
-            s.push_str(&self.sql(&format!(
-                "SELECT '{t} ' || count(*) || ' ' || \
-                 coalesce(md5(string_agg(t::text, '|' ORDER BY {k})), '') FROM {t} t"
-            )));
-        }
-        s
     }
 }
