@@ -149,10 +149,16 @@ ON CONFLICT (code) DO NOTHING;
 
 ------------------------------------------------------------------------------------------------
 -- Master tables (columns in PIP file order)
+--
+-- Key columns are COLLATE "C": CUSIP numbers are codes, not words, so they sort by their bytes
+-- as the files do ('#', '*' and '@' are valid CUSIP characters, which language collations
+-- ignore when sorting). It also lets the loader compare a sorted file with the table in one
+-- ordered pass (README, Performance). On a database whose default collation is not "C", a
+-- table created before this clause simply keeps the comparison in the database.
 ------------------------------------------------------------------------------------------------
 
 CREATE TABLE IF NOT EXISTS issuer (
-    issuer_num          varchar(6)  NOT NULL,
+    issuer_num          varchar(6) COLLATE "C" NOT NULL,
     issuer_check        varchar(1),
     issuer_name_1       varchar(30),
     issuer_name_2       varchar(30),
@@ -178,8 +184,8 @@ CREATE TABLE IF NOT EXISTS issuer (
 );
 
 CREATE TABLE IF NOT EXISTS issue (
-    issuer_num             varchar(6)  NOT NULL,
-    issue_num              varchar(2)  NOT NULL,
+    issuer_num             varchar(6) COLLATE "C" NOT NULL,
+    issue_num              varchar(2) COLLATE "C" NOT NULL,
     issue_check            varchar(1),
     issue_desc_1           varchar(30),
     issue_desc_2           varchar(30),
@@ -207,8 +213,8 @@ CREATE TABLE IF NOT EXISTS issue (
 );
 
 CREATE TABLE IF NOT EXISTS issue_attribute (
-    issuer_num            varchar(6)  NOT NULL,
-    issue_num             varchar(2)  NOT NULL,
+    issuer_num            varchar(6) COLLATE "C" NOT NULL,
+    issue_num             varchar(2) COLLATE "C" NOT NULL,
     alternative_min_tax   varchar(1),
     bank_q                varchar(1),
     callable              varchar(1),

@@ -346,7 +346,7 @@ async fn work(
         // Marked in progress, so an interruption knows which file it cut short.
         report.status = Status::Interrupted;
         report.started_at = Some(chrono::Utc::now());
-        load::load_file(client, input, opts, report).await?;
+        load::load_file(client, Some(cfg), input, opts, report).await?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use std::io::Read;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::mpsc;
 
+use crate::compare::{Comparer, Decision, Stop};
 use crate::convert::{self, Encoding};
 use crate::error::Problem;
 use crate::layout::{Kind, Layout};
@@ -23,6 +24,8 @@ pub const CHANNEL_DEPTH: usize = 8;
 pub const MAX_PROBLEMS: usize = 20;
 
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// A staging row's field count and line number, before the master table's fields.
+const LINE_PREFIX: usize = 2 + 4 + 8;
 
 /// Maps a COPY row number (1-based, as the server reports it) back to a file line.
 ///
@@ -70,6 +73,8 @@ pub struct ParseOptions {
 #[derive(Debug, Default)]
 pub struct Produced {
     pub records: u64,
+    /// Rows sent to COPY: every record, unless a [`Comparer`] found some unchanged.
+    pub staged: u64,
     pub bytes: u64,
     pub problems: Vec<Problem>,
     pub more_problems: bool,
@@ -82,6 +87,8 @@ pub struct Produced {
     /// so no key repeats and the rows arrive in key order: the database need not look for
     /// repeated keys nor sort before inserting.
     pub keys_ascending: bool,
+    /// The comparison with the master stopped; nothing more was sent and COPY must not end.
+    pub stopped: Option<Stop>,
 }
 
 /// Encodes one record into `out` as a COPY row, or explains every bad field in it.
@@ -211,6 +218,7 @@ pub fn produce<R: Read>(
     produce_rows(
         src,
         RowEncoder::new(layout, opts.encoding),
+        None,
         opts,
         tx,
         progress,
@@ -218,14 +226,20 @@ pub fn produce<R: Read>(
 }
 
 /// [`produce`] with the encoder given: [`RowEncoder::without_line`] makes rows for the
-/// master table itself.
+/// master table itself. With a [`Comparer`] (staging rows only), rows it finds unchanged in
+/// the master are not sent.
 pub fn produce_rows<R: Read>(
     src: R,
     mut enc: RowEncoder,
+    mut compare: Option<Comparer>,
     opts: ParseOptions,
     tx: mpsc::Sender<Bytes>,
     progress: &dyn Fn(u64, u64),
 ) -> Produced {
+    debug_assert!(
+        compare.is_none() || enc.line,
+        "comparing needs staging rows"
+    );
     let mut reader = RecordReader::new(src);
     let mut out = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
     out.put_slice(HEADER);
@@ -253,8 +267,23 @@ pub fn produce_rows<R: Read>(
             Next::Record { line, data } => {
                 p.records += 1;
                 let before = p.problems.len();
+                let mark = out.len();
                 if enc.encode(&mut out, line, data, &mut p.problems) {
-                    p.line_map.note(p.records, line);
+                    let decision = match compare.as_mut() {
+                        Some(c) if sending => c.decide(&out[mark + LINE_PREFIX..], line),
+                        _ => Ok(Decision::Stage),
+                    };
+                    match decision {
+                        Ok(Decision::Stage) => {
+                            p.staged += 1;
+                            p.line_map.note(p.staged, line);
+                        }
+                        Ok(Decision::Unchanged) => out.truncate(mark),
+                        Err(stop) => {
+                            p.stopped = Some(stop);
+                            break;
+                        }
+                    }
                 } else if before == 0 {
                     // First problem: stop feeding COPY, keep reading to report the rest.
                     sending = false;
@@ -297,7 +326,12 @@ pub fn produce_rows<R: Read>(
     p.bytes = reader.offset();
     p.keys_ascending = enc.keys_ascending() && p.records > 0;
     progress(p.bytes, p.records);
-    if p.problems.is_empty() && p.read_error.is_none() && !p.abandoned && sending {
+    if p.problems.is_empty()
+        && p.read_error.is_none()
+        && !p.abandoned
+        && sending
+        && p.stopped.is_none()
+    {
         out.put_i16(-1);
         if tx.blocking_send(out.freeze()).is_err() {
             p.abandoned = true;
@@ -436,7 +470,14 @@ mod tests {
         let input = format!("{GOOD}\n999999\n");
         let (tx, mut rx) = mpsc::channel(16);
         let enc = RowEncoder::new(&ISSUER, Encoding::default()).without_line();
-        let p = produce_rows(input.as_bytes(), enc, Default::default(), tx, &|_, _| {});
+        let p = produce_rows(
+            input.as_bytes(),
+            enc,
+            None,
+            Default::default(),
+            tx,
+            &|_, _| {},
+        );
         assert!(p.problems.is_empty() && p.keys_ascending);
         let bytes = rx.try_recv().unwrap();
         // 16 columns and no line: the first field is the issuer number itself.

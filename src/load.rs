@@ -12,8 +12,9 @@ use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, GenericClient};
 
+use crate::compare::{self, Comparer, Stop};
 use crate::copy::{self, LineMap, ParseOptions, Produced, RowEncoder, CHANNEL_DEPTH};
-use crate::db;
+use crate::db::{self, DbConfig};
 use crate::error::{Error, Exit, Problem, Rejection};
 use crate::layout::Layout;
 use crate::merge;
@@ -36,8 +37,11 @@ pub struct LoadOptions {
 }
 
 /// Loads one file. The report is filled in as far as the load got, whatever the outcome.
+/// With `compare_on`, a table that has rows is read on a second connection of that config
+/// and compared with the file in the loader ([`compare`]).
 pub async fn load_file(
     client: &mut Client,
+    compare_on: Option<&DbConfig>,
     input: &Input,
     opts: &LoadOptions,
     report: &mut FileReport,
@@ -57,7 +61,7 @@ pub async fn load_file(
         (None, None) => String::new(),
     };
     report.fingerprint = Some(identity.clone());
-    let result = load_in_transaction(client, input, opts, report, started).await;
+    let result = load_in_transaction(client, compare_on, input, opts, report, started).await;
     report.seconds = t0.elapsed().as_secs_f64();
     report.mb_per_s = if report.seconds > 0.0 {
         report.bytes as f64 / 1e6 / report.seconds
@@ -88,6 +92,7 @@ pub async fn load_file(
 
 async fn load_in_transaction(
     client: &mut Client,
+    compare_on: Option<&DbConfig>,
     input: &Input,
     opts: &LoadOptions,
     report: &mut FileReport,
@@ -125,12 +130,30 @@ async fn load_in_transaction(
         return commit(tx, report, started).await;
     }
 
-    tx.batch_execute(&merge::create_stage(layout))
-        .await
-        .map_err(|e| db::fail("creating the staging table", &e))?;
-
     let t = Instant::now();
-    let ascending = stream_copy(&tx, input, layout, opts, report, Target::Stage).await?;
+    // Only rows that are new or differ reach staging, so only those are checked: that is
+    // the same outcome as checking every row only when the table's own foreign keys already
+    // hold every unchanged row to the same rules.
+    let comparer = match compare_on {
+        Some(cfg) if Enforced::read(&tx, layout).await?.covers(layout) => {
+            compare::open(&tx, cfg, layout).await?
+        }
+        Some(_) => {
+            tracing::info!(
+                table = layout.table,
+                "a check is not enforced by a foreign key; comparing in the database"
+            );
+            None
+        }
+        None => None,
+    };
+    let ascending = if let Some(comparer) = comparer {
+        stage_compared(&tx, input, layout, opts, report, comparer).await?
+    } else {
+        stage(&tx, input, layout, opts, report, None)
+            .await?
+            .ascending
+    };
     report.phases.push(Phase {
         name: "read+parse+copy",
         seconds: t.elapsed().as_secs_f64(),
@@ -191,6 +214,64 @@ async fn load_in_transaction(
     );
 
     commit(tx, report, started).await
+}
+
+/// Creates the staging table and COPYs the file into it.
+async fn stage(
+    tx: &tokio_postgres::Transaction<'_>,
+    input: &Input,
+    layout: &'static Layout,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+    comparer: Option<Comparer>,
+) -> Result<Copied, Error> {
+    tx.batch_execute(&merge::create_stage(layout))
+        .await
+        .map_err(|e| db::fail("creating the staging table", &e))?;
+    stream_copy(tx, input, layout, opts, report, Target::Stage, comparer).await
+}
+
+/// Stages only the rows the comparison with the master finds new or changed. If the file's
+/// keys stop ascending, the merge join cannot go on: everything is undone back to a
+/// savepoint and the file is read again and staged whole, to be compared in the database.
+/// Returns whether the staged keys ascend (they do, unless it fell back).
+async fn stage_compared(
+    tx: &tokio_postgres::Transaction<'_>,
+    input: &Input,
+    layout: &'static Layout,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+    comparer: Comparer,
+) -> Result<bool, Error> {
+    let savepoint = |sql: &'static str| async move {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| db::fail("staging the file", &e))
+    };
+    savepoint("SAVEPOINT cusip_compare").await?;
+    let copied = stage(tx, input, layout, opts, report, Some(comparer)).await?;
+    let Some(line) = copied.not_ascending else {
+        savepoint("RELEASE SAVEPOINT cusip_compare").await?;
+        tracing::info!(
+            file = %input.name,
+            staged = copied.staged,
+            records = report.records,
+            "compared with {} in the loader: {} of {} records new or changed",
+            layout.table,
+            copied.staged,
+            report.records
+        );
+        return Ok(true);
+    };
+    tracing::info!(
+        file = %input.name,
+        line,
+        "the keys stop ascending at line {line}; comparing in the database instead"
+    );
+    savepoint("ROLLBACK TO SAVEPOINT cusip_compare; RELEASE SAVEPOINT cusip_compare").await?;
+    Ok(stage(tx, input, layout, opts, report, None)
+        .await?
+        .ascending)
 }
 
 /// Writes the staged rows into the master table, filling in the counts.
@@ -320,7 +401,8 @@ async fn direct_initial_load(
             table = layout.table,
             "initial load: {why}; taking the staged path"
         );
-        tx.batch_execute("ROLLBACK TO SAVEPOINT cusip_initial")
+        // Released too: a snapshot cannot be exported from inside a subtransaction.
+        tx.batch_execute("ROLLBACK TO SAVEPOINT cusip_initial; RELEASE SAVEPOINT cusip_initial")
             .await
             .map_err(|e| db::fail(&initial_what(layout), &e))
     };
@@ -330,7 +412,7 @@ async fn direct_initial_load(
     };
 
     let t = Instant::now();
-    match stream_copy(tx, input, layout, opts, report, Target::Master).await {
+    match stream_copy(tx, input, layout, opts, report, Target::Master, None).await {
         Ok(_) => {}
         Err(Error::Db {
             message,
@@ -463,6 +545,17 @@ enum Target {
     Master,
 }
 
+/// What a COPY into staging did.
+struct Copied {
+    /// Every key was greater than the one before.
+    ascending: bool,
+    /// Rows COPYed.
+    staged: u64,
+    /// The comparison stopped at this line because the keys stopped ascending; the COPY
+    /// was aborted, so the transaction must roll back to before it.
+    not_ascending: Option<u64>,
+}
+
 /// Streams the file through the parser into `COPY ... FROM STDIN (FORMAT binary)`.
 async fn stream_copy(
     tx: &tokio_postgres::Transaction<'_>,
@@ -471,7 +564,8 @@ async fn stream_copy(
     opts: &LoadOptions,
     report: &mut FileReport,
     target: Target,
-) -> Result<bool, Error> {
+    comparer: Option<Comparer>,
+) -> Result<Copied, Error> {
     let sql = match target {
         Target::Stage => merge::copy_in(layout),
         Target::Master => merge::copy_into_master(layout),
@@ -481,19 +575,40 @@ async fn stream_copy(
         .await
         .map_err(|e| db::fail("starting COPY", &e))?;
     let mut sink = std::pin::pin!(sink);
-    let produced = stream(input, layout, opts, report, Some(sink.as_mut()), target).await?;
+    let produced = stream(
+        input,
+        layout,
+        opts,
+        report,
+        Some(sink.as_mut()),
+        target,
+        comparer,
+    )
+    .await?;
+    if let Some(Stop::NotAscending { line }) = produced.stopped {
+        // Dropping the sink unfinished aborts the COPY.
+        return Ok(Copied {
+            ascending: false,
+            staged: produced.staged,
+            not_ascending: Some(line),
+        });
+    }
     let copied = sink
         .as_mut()
         .finish()
         .await
         .map_err(|e| copy_failure(&e, &produced.line_map, &input.name))?;
-    if copied != produced.records {
+    if copied != produced.staged {
         return Err(Error::Internal(format!(
-            "COPY took {copied} rows but {} records were sent",
-            produced.records
+            "COPY took {copied} rows but {} were sent",
+            produced.staged
         )));
     }
-    Ok(produced.keys_ascending)
+    Ok(Copied {
+        ascending: produced.keys_ascending,
+        staged: produced.staged,
+        not_ascending: None,
+    })
 }
 
 /// Parses, checks and encodes the whole input, feeding COPY when there is a sink and
@@ -505,6 +620,7 @@ async fn stream(
     report: &mut FileReport,
     mut sink: Option<std::pin::Pin<&mut tokio_postgres::CopyInSink<Bytes>>>,
     target: Target,
+    comparer: Option<Comparer>,
 ) -> Result<Produced, Error> {
     let opened = input.open()?;
     let reader = opened.reader;
@@ -527,7 +643,7 @@ async fn stream(
         };
         if hash {
             let mut fp = Fingerprint::new(reader);
-            let produced = copy::produce_rows(&mut fp, enc, parse, chunks, &progress);
+            let produced = copy::produce_rows(&mut fp, enc, comparer, parse, chunks, &progress);
             // The parser stops early on bad data (20 problems, an over-long line, a record
             // after the trailer). Hash the rest too, so the digest still covers the whole
             // file: then a changed file is told from a bad one, and bad data is reported as
@@ -539,7 +655,7 @@ async fn stream(
             (produced, Some(fp.hex()))
         } else {
             (
-                copy::produce_rows(reader, enc, parse, chunks, &progress),
+                copy::produce_rows(reader, enc, comparer, parse, chunks, &progress),
                 None,
             )
         }
@@ -555,7 +671,7 @@ async fn stream(
         }
     }
     drop(rx);
-    let (produced, digest) = producer
+    let (mut produced, digest) = producer
         .await
         .map_err(|e| Error::Internal(format!("the parser thread failed: {e}")))?;
     progress::done(&pb);
@@ -584,6 +700,16 @@ async fn stream(
                 )),
             },
         );
+    }
+    match produced.stopped.take() {
+        Some(Stop::Master(e)) => return Err(e),
+        Some(stop @ Stop::NotAscending { .. }) => {
+            // Read only in part, so neither hashed nor checked whole: the caller reads the
+            // file again.
+            produced.stopped = Some(stop);
+            return Ok(produced);
+        }
+        None => {}
     }
     if let Some(digest) = digest {
         let first_read = report.fingerprint.get_or_insert_with(|| digest.clone());
@@ -623,6 +749,7 @@ pub async fn validate_file(
         report,
         None,
         Target::Stage,
+        None,
     )
     .await
     .map(|_| ());
@@ -708,6 +835,19 @@ impl Enforced {
         self.0
             .iter()
             .any(|(p, c, pc)| p == parent && c == cols && pc == parent_cols)
+    }
+
+    /// Whether these foreign keys cover every staged check of the layout.
+    fn covers(&self, layout: &Layout) -> bool {
+        let parent = match &layout.foreign_key {
+            Some(fk) => self.has(fk.parent, fk.columns, fk.columns),
+            None => true,
+        };
+        let codes = layout.columns.iter().all(|c| match c.code_table {
+            Some(table) => self.has(table, &[c.name], &["code"]),
+            None => true,
+        });
+        parent && codes
     }
 
     fn any(&self) -> bool {

@@ -200,6 +200,43 @@ pub fn insert_new(l: &Layout) -> String {
     )
 }
 
+/// Whether the master has rows, and whether every key column sorts byte-wise: collation
+/// "C" or "POSIX", or the database default when that is a libc "C" or "POSIX". Those are the
+/// conditions for comparing in the loader ([`crate::compare`]); ICU and language collations
+/// order keys in ways the loader cannot repeat, so they keep the comparison in the database.
+pub fn compare_in_loader(l: &Layout) -> String {
+    let keys = l
+        .key_names()
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM {table}), \
+         (SELECT bool_and(CASE WHEN a.attcollation = 100 \
+              THEN d.datcollate IN ('C', 'POSIX') \
+                   AND coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' \
+              ELSE c.collname IN ('C', 'POSIX') AND c.collprovider = 'c' END) \
+          FROM pg_attribute a \
+          LEFT JOIN pg_collation c ON c.oid = a.attcollation \
+          CROSS JOIN (SELECT * FROM pg_database WHERE datname = current_database()) d \
+          WHERE a.attrelid = '{table}'::regclass AND a.attname IN ({keys}))",
+        table = l.table
+    )
+}
+
+/// The master's rows in key order, as binary COPY: the other side of the loader's merge
+/// join. Only the layout's columns, in the layout's order, so a row's bytes compare with an
+/// encoded file row's.
+pub fn copy_out_master(l: &Layout) -> String {
+    format!(
+        "COPY (SELECT {cols} FROM {table} ORDER BY {keys}) TO STDOUT (FORMAT binary)",
+        cols = list(&l.column_names(), ""),
+        table = l.table,
+        keys = list(&l.key_names(), ""),
+    )
+}
+
 /// Whether the master table has no row at all (the condition for an initial load).
 pub fn is_empty(l: &Layout) -> String {
     format!("SELECT NOT EXISTS (SELECT 1 FROM {})", l.table)

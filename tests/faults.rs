@@ -51,6 +51,27 @@ fn big_set() -> &'static [PathBuf; 3] {
     })
 }
 
+/// The big set's next day as full files (2 % of issues changed, 1 % new), made once.
+fn big_next() -> &'static [PathBuf; 3] {
+    static SET: OnceLock<[PathBuf; 3]> = OnceLock::new();
+    SET.get_or_init(|| {
+        let dir = big_set()[0].parent().unwrap().to_path_buf();
+        let files = ["R", "E", "A"].map(|t| dir.join(format!("CED03-02{t}.PIP")));
+        if !files.iter().all(|f| f.exists()) {
+            let ok = Command::new(generator())
+                .args(["--issues", &n().to_string(), "--seed", "7"])
+                .args(["--next-of", "03-01", "--changed-pct", "2", "--new-pct", "1"])
+                .arg("--out")
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "the generator failed");
+        }
+        files
+    })
+}
+
 fn spawn(db: &Db, files: &[PathBuf]) -> Child {
     db.loader()
         .args(files)
@@ -375,5 +396,89 @@ fn killed_at_any_phase_the_table_is_before_or_complete_and_a_rerun_finishes() {
         faults,
         survived,
         lost,
+    );
+}
+
+/// The loader's comparison reads the master table on a second connection. That read cut
+/// off (its backend terminated) or the loader killed while it runs: exit 75 (or a kill),
+/// the table exactly as before, and a rerun completes the load.
+#[test]
+fn the_master_read_cut_mid_comparison_leaves_nothing_and_a_rerun_succeeds() {
+    let [r, e, _] = big_set().clone();
+    let [next_r, next, _] = big_next().clone();
+    let reference = Db::new("cmp_ref");
+    for f in [&r, &e, &next_r, &next] {
+        let (code, _, err) = run(reference.loader().arg(f));
+        assert_eq!(code, 0, "{err}");
+    }
+    let complete = digest(&reference, "issue");
+
+    let (mut faults, mut survived) = (0, 0);
+    let plan = ["terminate", "kill", "terminate"];
+    for (i, fault) in plan.iter().enumerate() {
+        let db = Db::new(&format!("cmp_cut{i}"));
+        assert_eq!(run(db.loader().arg(&r)).0, 0);
+        assert_eq!(run(db.loader().arg(&e)).0, 0);
+        // The next day's issuers (new issues need them), compared in the loader too.
+        assert_eq!(run(db.loader().arg(&next_r)).0, 0);
+        let before = digest(&db, "issue");
+        assert_ne!(before, complete);
+        let mut child = spawn(&db, std::slice::from_ref(&next));
+        let Some(pid) = wait_for_statement(&db, &mut child, "COPY (SELECT") else {
+            let (code, _, err) = finish(child);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(digest(&db, "issue"), complete);
+            continue;
+        };
+        std::thread::sleep(Duration::from_millis(20 * i as u64));
+        faults += 1;
+        if *fault == "kill" {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGKILL);
+            }
+            finish(child);
+        } else {
+            db.sql(&format!("SELECT pg_terminate_backend({pid})"));
+            let (code, _, err) = finish(child);
+            assert_eq!(code, 75, "a lost read is worth a retry: {err}");
+            assert!(
+                err.contains("reading issue to compare with the file"),
+                "{err}"
+            );
+        }
+        // Every backend of the loader gone: the load's transaction has rolled back.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while db
+            .sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cusip-loader' \
+                 AND datname = current_database()",
+            )
+            .trim()
+            != "0"
+        {
+            assert!(Instant::now() < deadline, "the loader's backends stayed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            digest(&db, "issue"),
+            before,
+            "trial {i} ({fault}): half-loaded"
+        );
+        let (code, _, err) = run(db.loader().arg(&next));
+        assert_eq!(code, 0, "trial {i} rerun: {err}");
+        assert_eq!(
+            digest(&db, "issue"),
+            complete,
+            "trial {i}: rerun incomplete"
+        );
+        survived += 1;
+    }
+    assert!(faults >= 2, "only {faults} faults landed");
+    score(
+        "master read cut mid-comparison",
+        plan.len() as u32,
+        faults,
+        survived,
+        0,
     );
 }

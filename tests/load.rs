@@ -773,3 +773,166 @@ fn a_check_the_database_does_not_enforce_at_once_still_runs_before_the_merge() {
         assert_eq!(db.snapshot(), before, "{tag}");
     }
 }
+
+/// A generated day and its next day (full files: 2 % of issues changed, 1 % new), sorted by
+/// key like the real files, in a temp dir the caller keeps.
+fn generated_days(issues: u32) -> (tempfile::TempDir, Vec<PathBuf>, Vec<PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    for extra in [
+        &[][..],
+        &["--next-of", "05-01", "--changed-pct", "2", "--new-pct", "1"],
+    ] {
+        let ok = Command::new(generator())
+            .args(["--issues", &issues.to_string(), "--seed", "11"])
+            .args(if extra.is_empty() {
+                &["--date", "05-01"][..]
+            } else {
+                extra
+            })
+            .arg("--out")
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "the generator failed");
+    }
+    let files = |d: &str| {
+        ["R", "E", "A"]
+            .map(|t| dir.path().join(format!("CED{d}{t}.PIP")))
+            .to_vec()
+    };
+    let (d1, d2) = (files("05-01"), files("05-02"));
+    (dir, d1, d2)
+}
+
+fn compared(table: &str, staged: u64, records: u64) -> String {
+    format!("compared with {table} in the loader: {staged} of {records} records new or changed")
+}
+
+#[test]
+fn a_sorted_file_is_compared_in_the_loader_and_only_what_changed_is_staged() {
+    let (_dir, d1, d2) = generated_days(2000);
+    let db = Db::new("cmp_loader");
+    let (code, _, err) = load(&db, &d1);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("in the loader"), "empty tables: {err}");
+
+    // Unchanged: nothing staged, nothing written.
+    let before = db.snapshot();
+    let mut again = d1.clone();
+    again.push("--force".into());
+    let (code, v, err) = load(&db, &again);
+    assert_eq!(code, 0, "{err}");
+    for (i, table) in MASTER.iter().enumerate() {
+        let [records, inserted, updated, unchanged, _] = counts(&v, i);
+        assert_eq!((inserted, updated, unchanged), (0, 0, records), "{table}");
+        assert!(err.contains(&compared(table, 0, records)), "{table}: {err}");
+    }
+    assert_eq!(db.snapshot(), before);
+
+    // The next day: exactly the new and changed rows are staged, and the tables are the
+    // files' contents, later winning.
+    let (code, v, err) = load(&db, &d2);
+    assert_eq!(code, 0, "{err}");
+    let mut loader_counts = Vec::new();
+    for (i, table) in MASTER.iter().enumerate() {
+        let [records, inserted, updated, unchanged, repeated] = counts(&v, i);
+        assert_eq!(repeated, 0);
+        // 80 issuers give no new one at 1 %; the issue files have new rows.
+        assert!(updated > 0 && unchanged > 0, "{table}: {v}");
+        assert!(inserted > 0 || i == 0, "{table}: {v}");
+        assert_eq!(inserted + updated + unchanged, records);
+        assert!(
+            err.contains(&compared(table, inserted + updated, records)),
+            "{table}: {err}"
+        );
+        assert_table_matches(&db, table, &[d1[i].clone(), d2[i].clone()]);
+        loader_counts.push(counts(&v, i));
+    }
+
+    // The same two days where the keys do not sort byte-wise (a schema from before keys
+    // were declared COLLATE "C", on a database whose default is a language collation):
+    // compared in the database, with the same counts and the same tables.
+    let other = Db::empty("cmp_database");
+    let collation = other.sql(
+        "SELECT collname FROM pg_collation WHERE collname IN ('und-x-icu', 'C.utf8') \
+         ORDER BY collname DESC LIMIT 1",
+    );
+    let collation = collation.trim();
+    assert!(!collation.is_empty(), "no non-C collation to test with");
+    let schema = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.sql"))
+        .unwrap()
+        .replace("COLLATE \"C\"", &format!("COLLATE \"{collation}\""));
+    psql_stdin(&other.name, &schema, b"");
+    assert_eq!(load(&other, &d1).0, 0);
+    let (code, vo, err) = load(&other, &d2);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("in the loader"), "{err}");
+    assert!(
+        err.contains("do not use collation \"C\"; comparing in the database"),
+        "{err}"
+    );
+    for (i, table) in MASTER.iter().enumerate() {
+        assert_eq!(counts(&vo, i), loader_counts[i], "{table}");
+        let sorted = |d: &Db| {
+            let mut lines: Vec<String> = d.dump(table).lines().map(String::from).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(sorted(&db), sorted(&other), "{table}");
+    }
+}
+
+#[test]
+fn a_file_whose_keys_stop_ascending_is_compared_in_the_database_instead() {
+    let (dir, d1, d2) = generated_days(500);
+    let db = Db::new("cmp_unsorted");
+    assert_eq!(load(&db, &d1[..2]).0, 0);
+    // Swap the 10th and 11th records of the next day's issue file.
+    let text = std::fs::read_to_string(&d2[1]).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.swap(9, 10);
+    let swapped = write(
+        dir.path(),
+        "CED05-02E.PIP",
+        (lines.join("\n") + "\n").as_bytes(),
+    );
+    let (code, v, err) = load(&db, std::slice::from_ref(&swapped));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("the keys stop ascending at line 11; comparing in the database instead"),
+        "{err}"
+    );
+    assert!(!err.contains("in the loader:"), "{err}");
+    let [records, inserted, updated, unchanged, repeated] = counts(&v, 0);
+    assert_eq!(repeated, 0);
+    assert_eq!(inserted + updated + unchanged, records);
+    assert!(inserted > 0 && updated > 0);
+    assert_table_matches(&db, "issue", &[d1[1].clone(), swapped]);
+}
+
+#[test]
+fn with_a_foreign_key_dropped_every_row_is_checked_not_only_the_changed_ones() {
+    // Comparing in the loader stages only changed rows, so it is used only while the
+    // table's foreign keys hold the unchanged rows to the same rules. Here one is dropped
+    // and a parent deleted under rows the file repeats unchanged: the whole file is staged
+    // and checked, and refused exactly as the first load would have been.
+    let db = Db::new("cmp_fk_dropped");
+    assert_eq!(load(&db, &day("01-15")[..2]).0, 0);
+    db.sql("ALTER TABLE issue DROP CONSTRAINT issue_issuer_fk");
+    let first = std::fs::read_to_string(&day("01-15")[1]).unwrap();
+    let issuer = &first[..6];
+    db.sql(&format!("DELETE FROM issuer WHERE issuer_num = '{issuer}'"));
+    let before = db.snapshot();
+    let (code, _, err) = run(db.loader().arg(&day("01-15")[1]).arg("--force"));
+    assert_eq!(code, 65, "{err}");
+    assert!(
+        err.contains("a check is not enforced by a foreign key; comparing in the database"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 1,") && err.contains(&format!("\"{issuer}\" has no row in issuer")),
+        "{err}"
+    );
+    assert_eq!(db.snapshot(), before);
+}
