@@ -9,10 +9,10 @@
 use std::sync::OnceLock;
 
 use bytes::BytesMut;
-use cusip_loader::convert::{encode_field, Encoding};
-use cusip_loader::copy::{produce, ParseOptions};
+use cusip_loader::convert::{encode_field, Discard, Encoding};
+use cusip_loader::copy::{produce, produce_rows, ParseOptions, RowEncoder};
 use cusip_loader::layout::{FileType, Kind};
-use cusip_loader::parse::{split_fields, Next, RecordReader};
+use cusip_loader::parse::{Fields, Next, RecordReader};
 use divan::counter::BytesCount;
 use divan::{black_box, Bencher};
 
@@ -60,11 +60,11 @@ fn split(b: Bencher, t: FileType) {
     let ncols = t.layout().columns.len();
     b.counter(BytesCount::new(data.len())).bench_local(|| {
         let mut r = RecordReader::new(data);
-        let mut fields = vec![(0, 0); ncols];
+        let mut fields = Fields::new(ncols);
         let mut n = 0usize;
         loop {
             match r.next_record() {
-                Ok(Next::Record { data, .. }) => n += split_fields(data, &mut fields).count,
+                Ok(Next::Record { data, .. }) => n += fields.split(data).count,
                 Ok(Next::Trailer { .. }) => {}
                 _ => break,
             }
@@ -88,6 +88,20 @@ fn encode(b: Bencher, t: FileType) {
         let p = produce(data, t.layout(), ParseOptions::default(), tx, &|_, _| {});
         assert!(p.problems.is_empty(), "{:?}", p.problems.first());
         black_box(drain.join().ok())
+    });
+}
+
+/// What `--validate-only` does per file: every check, nothing written, nothing sent.
+#[divan::bench(args = FileType::ALL)]
+fn validate(b: Bencher, t: FileType) {
+    let data = sample(t);
+    b.counter(BytesCount::new(data.len())).bench_local(|| {
+        let (tx, _rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+        let enc = RowEncoder::new(t.layout(), Encoding::default());
+        let opts = ParseOptions::default();
+        let p = produce_rows(data, enc, Discard, None, opts, tx, &|_, _| {});
+        assert!(p.problems.is_empty(), "{:?}", p.problems.first());
+        black_box(p.records)
     });
 }
 

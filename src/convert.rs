@@ -33,6 +33,94 @@ impl Encoding {
     }
 }
 
+/// Where encoded values go: a COPY buffer, or nowhere.
+///
+/// `--validate-only` must find exactly the problems a load would, so it runs the very same
+/// checks; only the output differs. Compiled for [`Discard`], every write vanishes and
+/// work whose only product is output (day numbers, base-10000 digits) is skipped.
+pub trait Out {
+    /// False when nothing is kept: the caller may then skip work that only feeds output.
+    const KEEPS: bool;
+    fn int16(&mut self, v: i16);
+    fn int32(&mut self, v: i32);
+    fn int64(&mut self, v: i64);
+    fn bytes(&mut self, v: &[u8]);
+    /// Bytes written so far (always 0 for [`Discard`]).
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Forgets everything written after `len`.
+    fn truncate(&mut self, len: usize);
+    fn reserve(&mut self, additional: usize);
+    /// What has been written (always empty for [`Discard`]).
+    fn written(&self) -> &[u8];
+}
+
+impl Out for BytesMut {
+    const KEEPS: bool = true;
+    #[inline(always)]
+    fn int16(&mut self, v: i16) {
+        self.put_i16(v);
+    }
+    #[inline(always)]
+    fn int32(&mut self, v: i32) {
+        self.put_i32(v);
+    }
+    #[inline(always)]
+    fn int64(&mut self, v: i64) {
+        self.put_i64(v);
+    }
+    #[inline(always)]
+    fn bytes(&mut self, v: &[u8]) {
+        self.put_slice(v);
+    }
+    #[inline(always)]
+    fn len(&self) -> usize {
+        BytesMut::len(self)
+    }
+    #[inline(always)]
+    fn truncate(&mut self, len: usize) {
+        BytesMut::truncate(self, len);
+    }
+    #[inline(always)]
+    fn reserve(&mut self, additional: usize) {
+        BytesMut::reserve(self, additional);
+    }
+    #[inline(always)]
+    fn written(&self) -> &[u8] {
+        self
+    }
+}
+
+/// An [`Out`] that keeps nothing: the checks of an encoder, without the encoding.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Discard;
+
+impl Out for Discard {
+    const KEEPS: bool = false;
+    #[inline(always)]
+    fn int16(&mut self, _: i16) {}
+    #[inline(always)]
+    fn int32(&mut self, _: i32) {}
+    #[inline(always)]
+    fn int64(&mut self, _: i64) {}
+    #[inline(always)]
+    fn bytes(&mut self, _: &[u8]) {}
+    #[inline(always)]
+    fn len(&self) -> usize {
+        0
+    }
+    #[inline(always)]
+    fn truncate(&mut self, _: usize) {}
+    #[inline(always)]
+    fn reserve(&mut self, _: usize) {}
+    #[inline(always)]
+    fn written(&self) -> &[u8] {
+        &[]
+    }
+}
+
 /// Why a value was rejected. The caller adds file, line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueError {
@@ -182,8 +270,8 @@ pub fn show(raw: &[u8]) -> String {
 /// Appends one binary COPY field (length word and value) for `raw`, or an error.
 ///
 /// `scratch` is reused for transcoding so that the common all-ASCII case allocates nothing.
-pub fn encode_field(
-    out: &mut BytesMut,
+pub fn encode_field<O: Out>(
+    out: &mut O,
     raw: &[u8],
     kind: Kind,
     is_key: bool,
@@ -194,34 +282,35 @@ pub fn encode_field(
         if is_key {
             return Err(ValueError::EmptyKey);
         }
-        out.put_i32(-1);
+        out.int32(-1);
         return Ok(());
     }
     match kind {
         Kind::Varchar(width) => encode_text(out, raw, width, encoding, scratch),
-        Kind::Date => match parse_date(raw)? {
-            Some(days) => {
-                out.put_i32(4);
-                out.put_i32(days);
-                Ok(())
+        Kind::Date => {
+            match check_date(raw)? {
+                Some((y, m, d)) => {
+                    out.int32(4);
+                    if O::KEEPS {
+                        out.int32(days_from_civil(y as i32, m, d) - UNIX_TO_PG_EPOCH_DAYS);
+                    }
+                }
+                None => out.int32(-1),
             }
-            None => {
-                out.put_i32(-1);
-                Ok(())
-            }
-        },
+            Ok(())
+        }
         Kind::Integer => {
             let n = parse_integer(raw)?;
-            out.put_i32(4);
-            out.put_i32(n);
+            out.int32(4);
+            out.int32(n);
             Ok(())
         }
         Kind::Numeric { precision, scale } => encode_numeric(out, raw, precision, scale),
     }
 }
 
-fn encode_text(
-    out: &mut BytesMut,
+fn encode_text<O: Out>(
+    out: &mut O,
     raw: &[u8],
     width: u16,
     encoding: Encoding,
@@ -266,8 +355,8 @@ fn encode_text(
             });
         }
     }
-    out.put_i32(text.len() as i32);
-    out.put_slice(text);
+    out.int32(text.len() as i32);
+    out.bytes(text);
     Ok(())
 }
 
@@ -275,8 +364,8 @@ fn encode_text(
 /// [`crate::parse::Split::plain`]): then bytes are characters, and only the width needs
 /// checking. Empty means NULL, as in [`encode_field`].
 #[inline]
-pub fn encode_plain_text(
-    out: &mut BytesMut,
+pub fn encode_plain_text<O: Out>(
+    out: &mut O,
     raw: &[u8],
     width: u16,
     is_key: bool,
@@ -285,7 +374,7 @@ pub fn encode_plain_text(
         if is_key {
             return Err(ValueError::EmptyKey);
         }
-        out.put_i32(-1);
+        out.int32(-1);
     } else if raw.len() > width as usize {
         return Err(ValueError::TooWide {
             value: show(raw),
@@ -293,8 +382,8 @@ pub fn encode_plain_text(
             width,
         });
     } else {
-        out.put_i32(raw.len() as i32);
-        out.put_slice(raw);
+        out.int32(raw.len() as i32);
+        out.bytes(raw);
     }
     Ok(())
 }
@@ -333,35 +422,79 @@ fn transcode(raw: &[u8], encoding: Encoding, out: &mut Vec<u8>) -> Result<(), Va
     Ok(())
 }
 
-fn digits(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(s.iter().fold(0u32, |n, &d| n * 10 + (d - b'0') as u32))
-}
-
 /// Parses a date to days since 2000-01-01, or `None` for the all-zero NULL placeholder.
 pub fn parse_date(raw: &[u8]) -> Result<Option<i32>, ValueError> {
-    let bad = || ValueError::BadDate { value: show(raw) };
-    let (y, m, d) = match raw.len() {
-        10 if raw[4] == b'-' && raw[7] == b'-' => (&raw[0..4], &raw[5..7], &raw[8..10]),
-        10 if raw[2] == b'/' && raw[5] == b'/' => (&raw[6..10], &raw[0..2], &raw[3..5]),
-        8 => (&raw[0..4], &raw[4..6], &raw[6..8]),
-        _ => return Err(bad()),
+    Ok(check_date(raw)?.map(|(y, m, d)| days_from_civil(y as i32, m, d) - UNIX_TO_PG_EPOCH_DAYS))
+}
+
+/// Checks a date and returns its year, month and day, or `None` for the all-zero NULL
+/// placeholder. Apart from [`parse_date`] so that checking alone skips the day arithmetic.
+#[inline]
+pub fn check_date(raw: &[u8]) -> Result<Option<(u32, u32, u32)>, ValueError> {
+    ymd(raw).map_err(|fault| match fault {
+        DateFault::NotADate => ValueError::BadDate { value: show(raw) },
+        DateFault::NoSuchDay => ValueError::NoSuchDate { value: show(raw) },
+    })
+}
+
+/// Whether [`check_date`] would accept a date, without building its answer.
+#[inline]
+pub fn date_ok(raw: &[u8]) -> bool {
+    ymd(raw).is_ok()
+}
+
+/// Why [`ymd`] refused a date: small, so that its result comes back in registers, and the
+/// message with the value is only built on the way out.
+#[derive(Debug, Clone, Copy)]
+enum DateFault {
+    NotADate,
+    NoSuchDay,
+}
+
+#[inline]
+fn ymd(raw: &[u8]) -> Result<Option<(u32, u32, u32)>, DateFault> {
+    // The eight digits, gathered into one word in year-month-day order, little-endian.
+    let word = match raw.len() {
+        10 if raw[4] == b'-' && raw[7] == b'-' => {
+            le(raw, 0, 4) | le(raw, 5, 2) << 32 | le(raw, 8, 2) << 48
+        }
+        10 if raw[2] == b'/' && raw[5] == b'/' => {
+            le(raw, 6, 4) | le(raw, 0, 2) << 32 | le(raw, 3, 2) << 48
+        }
+        8 => le(raw, 0, 8),
+        _ => return Err(DateFault::NotADate),
     };
-    let (y, m, d) = match (digits(y), digits(m), digits(d)) {
-        (Some(y), Some(m), Some(d)) => (y, m, d),
-        _ => return Err(bad()),
-    };
+    // All eight bytes are ASCII digits at once, without a branch per byte (a date is
+    // checked three times in every issue record): each byte's high nibble is 3, and still
+    // is after adding 6 (which carries out of 0x3A–0x3F).
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const SIXES: u64 = 0x0606_0606_0606_0606;
+    if word & HIGH != ZEROS || word.wrapping_add(SIXES) & HIGH != ZEROS {
+        return Err(DateFault::NotADate);
+    }
+    // Digit pairs in one multiply: every even byte becomes ten times itself plus the next
+    // (at most 99, so nothing carries into its neighbour).
+    let v = word - ZEROS;
+    let pairs = (v * 10 + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let y = (pairs & 0xFF) as u32 * 100 + (pairs >> 16 & 0xFF) as u32;
+    let m = (pairs >> 32 & 0xFF) as u32;
+    let d = (pairs >> 48) as u32;
     if y == 0 && m == 0 && d == 0 {
         return Ok(None);
     }
     if y == 0 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return Err(ValueError::NoSuchDate { value: show(raw) });
+        return Err(DateFault::NoSuchDay);
     }
-    Ok(Some(
-        days_from_civil(y as i32, m, d) - UNIX_TO_PG_EPOCH_DAYS,
-    ))
+    Ok(Some((y, m, d)))
+}
+
+/// `n` ≤ 8 bytes of `raw` from `at`, as a little-endian word.
+#[inline(always)]
+fn le(raw: &[u8], at: usize, n: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b[..n].copy_from_slice(&raw[at..at + n]);
+    u64::from_le_bytes(b)
 }
 
 /// Days from 1970-01-01 to PostgreSQL's date epoch, 2000-01-01.
@@ -411,8 +544,8 @@ pub fn parse_integer(raw: &[u8]) -> Result<i32, ValueError> {
 }
 
 /// Checks a decimal against numeric(p,s) and appends its binary form (base-10000 digits).
-fn encode_numeric(
-    out: &mut BytesMut,
+fn encode_numeric<O: Out>(
+    out: &mut O,
     raw: &[u8],
     precision: u8,
     scale: u8,
@@ -459,6 +592,9 @@ fn encode_numeric(
             scale,
         });
     }
+    if !O::KEEPS {
+        return Ok(());
+    }
     // Base-10000 groups: the integer part aligned from the decimal point leftwards, the
     // fraction rightwards. p ≤ 6 here, but nothing below depends on that.
     let int_groups = int_digits.len().div_ceil(4);
@@ -496,13 +632,13 @@ fn encode_numeric(
     if digits.is_empty() {
         weight = 0;
     }
-    out.put_i32(8 + 2 * digits.len() as i32);
-    out.put_i16(digits.len() as i16);
-    out.put_i16(weight);
-    out.put_u16(sign);
-    out.put_i16(scale as i16);
+    out.int32(8 + 2 * digits.len() as i32);
+    out.int16(digits.len() as i16);
+    out.int16(weight);
+    out.int16(sign as i16);
+    out.int16(scale as i16);
     for &g in digits {
-        out.put_i16(g);
+        out.int16(g);
     }
     Ok(())
 }

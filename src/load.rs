@@ -6,13 +6,14 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, GenericClient};
 
 use crate::compare::{self, Comparer, Stop};
+use crate::convert::Discard;
 use crate::copy::{self, LineMap, ParseOptions, Produced, RowEncoder, CHANNEL_DEPTH};
 use crate::db::{self, DbConfig};
 use crate::error::{Error, Exit, Problem, Rejection};
@@ -632,6 +633,7 @@ async fn stream(
     // hashing its bytes would be work on the hot path for nothing. `--validate-only` loads
     // nothing, so it needs no identity either.
     let hash = sink.is_some() && input.local_path().is_some();
+    let validate_only = sink.is_none();
     let producer = tokio::task::spawn_blocking(move || {
         let progress = |bytes, records| {
             pb2.set_position(bytes);
@@ -641,9 +643,16 @@ async fn stream(
             Target::Stage => RowEncoder::new(layout, parse.encoding),
             Target::Master => RowEncoder::new(layout, parse.encoding).without_line(),
         };
-        if hash {
+        let out = || BytesMut::with_capacity(copy::CHUNK_BYTES + 64 * 1024);
+        if validate_only {
+            (
+                copy::produce_rows(reader, enc, Discard, None, parse, chunks, &progress),
+                None,
+            )
+        } else if hash {
             let mut fp = Fingerprint::new(reader);
-            let produced = copy::produce_rows(&mut fp, enc, comparer, parse, chunks, &progress);
+            let produced =
+                copy::produce_rows(&mut fp, enc, out(), comparer, parse, chunks, &progress);
             // The parser stops early on bad data (20 problems, an over-long line, a record
             // after the trailer). Hash the rest too, so the digest still covers the whole
             // file: then a changed file is told from a bad one, and bad data is reported as
@@ -655,7 +664,7 @@ async fn stream(
             (produced, Some(fp.hex()))
         } else {
             (
-                copy::produce_rows(reader, enc, comparer, parse, chunks, &progress),
+                copy::produce_rows(reader, enc, out(), comparer, parse, chunks, &progress),
                 None,
             )
         }

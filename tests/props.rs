@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use cusip_loader::convert::Encoding;
+use cusip_loader::convert::{Discard, Encoding};
 use cusip_loader::copy::{produce, ParseOptions, RowEncoder};
 use cusip_loader::error::Problem;
 use cusip_loader::layout::{Column, Kind, Layout, ISSUE, ISSUER, ISSUE_ATTR};
@@ -375,6 +375,11 @@ proptest! {
         let mut out = BytesMut::from(&b"prefix"[..]);
         let mut problems = vec![Problem::file("earlier")];
         let ok = e.encode(&mut out, line, &data, &mut problems);
+        // `--validate-only`'s encoder, which writes nothing, finds exactly the same.
+        let mut checked = vec![Problem::file("earlier")];
+        let checked_ok = RowEncoder::new(layout, ENCODINGS[enc])
+            .encode(&mut Discard, line, &data, &mut checked);
+        prop_assert_eq!((checked_ok, &checked), (ok, &problems));
         let fields = naive_split(&data);
         if ok {
             prop_assert_eq!(problems.len(), 1, "accepted but problems added: {:?}", problems);
