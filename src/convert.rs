@@ -430,7 +430,7 @@ pub fn parse_date(raw: &[u8]) -> Result<Option<i32>, ValueError> {
 /// Checks a date and returns its year, month and day, or `None` for the all-zero NULL
 /// placeholder. Apart from [`parse_date`] so that checking alone skips the day arithmetic.
 #[inline]
-pub fn check_date(raw: &[u8]) -> Result<Option<(u32, u32, u32)>, ValueError> {
+fn check_date(raw: &[u8]) -> Result<Option<(u32, u32, u32)>, ValueError> {
     ymd(raw).map_err(|fault| match fault {
         DateFault::NotADate => ValueError::BadDate { value: show(raw) },
         DateFault::NoSuchDay => ValueError::NoSuchDate { value: show(raw) },

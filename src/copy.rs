@@ -279,12 +279,17 @@ pub fn produce<R: Read>(
     produce_rows(
         src,
         RowEncoder::new(layout, opts.encoding),
-        BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024),
+        chunk_buffer(),
         None,
         opts,
         tx,
         progress,
     )
+}
+
+/// The buffer rows are encoded into: a chunk, plus room for the row that crosses its end.
+pub fn chunk_buffer() -> BytesMut {
+    BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024)
 }
 
 /// An [`Out`] that COPY chunks can be cut from.

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::SinkExt;
 use tokio::sync::mpsc;
@@ -643,7 +643,6 @@ async fn stream(
             Target::Stage => RowEncoder::new(layout, parse.encoding),
             Target::Master => RowEncoder::new(layout, parse.encoding).without_line(),
         };
-        let out = || BytesMut::with_capacity(copy::CHUNK_BYTES + 64 * 1024);
         if validate_only {
             (
                 copy::produce_rows(reader, enc, Discard, None, parse, chunks, &progress),
@@ -651,8 +650,15 @@ async fn stream(
             )
         } else if hash {
             let mut fp = Fingerprint::new(reader);
-            let produced =
-                copy::produce_rows(&mut fp, enc, out(), comparer, parse, chunks, &progress);
+            let produced = copy::produce_rows(
+                &mut fp,
+                enc,
+                copy::chunk_buffer(),
+                comparer,
+                parse,
+                chunks,
+                &progress,
+            );
             // The parser stops early on bad data (20 problems, an over-long line, a record
             // after the trailer). Hash the rest too, so the digest still covers the whole
             // file: then a changed file is told from a bad one, and bad data is reported as
@@ -664,7 +670,15 @@ async fn stream(
             (produced, Some(fp.hex()))
         } else {
             (
-                copy::produce_rows(reader, enc, out(), comparer, parse, chunks, &progress),
+                copy::produce_rows(
+                    reader,
+                    enc,
+                    copy::chunk_buffer(),
+                    comparer,
+                    parse,
+                    chunks,
+                    &progress,
+                ),
                 None,
             )
         }

@@ -335,6 +335,9 @@ pub struct Fields {
     columns: usize,
     /// Fields in the last record split.
     count: usize,
+    /// The CPU has `popcnt` and `bmi1`: asked once here, not once per record.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    bit_counts: bool,
 }
 
 /// Slack past the kept cuts: a 16-byte block holds at most 16 delimiters.
@@ -346,6 +349,11 @@ impl Fields {
             cuts: vec![0; columns + 1 + SLACK],
             columns,
             count: 0,
+            #[cfg(target_arch = "x86_64")]
+            bit_counts: std::is_x86_feature_detected!("popcnt")
+                && std::is_x86_feature_detected!("bmi1"),
+            #[cfg(not(target_arch = "x86_64"))]
+            bit_counts: false,
         }
     }
 
@@ -361,9 +369,9 @@ impl Fields {
     /// no branch that depends on the data (`cargo bench --bench parse`, `split`).
     pub fn split(&mut self, record: &[u8]) -> Split {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("popcnt") && std::is_x86_feature_detected!("bmi1") {
-            // SAFETY: the CPU has just been found to have the features this copy of the
-            // splitter is compiled for.
+        if self.bit_counts {
+            // SAFETY: `new` found the CPU to have the features this copy of the splitter
+            // is compiled for.
             return unsafe { self.split_popcnt_bmi1(record) };
         }
         self.split_any(record)
