@@ -445,7 +445,9 @@ fn main() {
         }
         rows.push((scenario.to_string(), "whole date".to_string(), l, r));
     }
-    // validate-only against cat on the same page-cached files
+    // validate-only against cat on the same page-cached files: the fastest of five runs of
+    // each, interleaved, because one core's speed is the question and the machine is shared
+    // (the server may still be checkpointing what the scenarios above wrote).
     for (t, table, _) in TABLES {
         let file = data.join(format!("CED04-01{t}.PIP"));
         let bytes = std::fs::metadata(&file).unwrap().len();
@@ -453,15 +455,25 @@ fn main() {
             .arg(&file)
             .stdout(Stdio::null())
             .status();
-        let mut c = Command::new(&loader);
-        env_loader(&mut c, "loader");
-        let (secs, out) = timed(c.arg("--validate-only").arg(&file));
-        let (cat_secs, _) = timed(Command::new("cat").arg(&file).stdout(Stdio::null()));
+        let (mut secs, mut cat_secs, mut rss) = (f64::MAX, f64::MAX, None::<f64>);
+        for _ in 0..5 {
+            let mut c = Command::new(&loader);
+            env_loader(&mut c, "loader");
+            let (s, out) = timed(c.arg("--validate-only").arg(&file));
+            let (cs, _) = timed(Command::new("cat").arg(&file).stdout(Stdio::null()));
+            secs = secs.min(s);
+            cat_secs = cat_secs.min(cs);
+            // The largest peak of the runs: memory is a ceiling, not a best case.
+            rss = match (rss, loader_summary(&out).0) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
         let l = M {
             seconds: secs,
             rows: count_records(&file),
             bytes,
-            rss_mb: loader_summary(&out).0,
+            rss_mb: rss,
             ..Default::default()
         };
         let r = M {

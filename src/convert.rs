@@ -437,10 +437,15 @@ fn check_date(raw: &[u8]) -> Result<Option<(u32, u32, u32)>, ValueError> {
     })
 }
 
-/// Whether [`check_date`] would accept a date, without building its answer.
-#[inline]
+/// Whether [`check_date`] would accept a date, without building its answer: the same
+/// two steps as [`ymd`], returning a flag rather than a `Result` that comes back through
+/// memory (`--validate-only` asks this three times per issue record).
+#[inline(always)]
 pub fn date_ok(raw: &[u8]) -> bool {
-    ymd(raw).is_ok()
+    match date_digits(raw) {
+        Some((y, m, d)) => y | m | d == 0 || day_exists(y, m, d),
+        None => false,
+    }
 }
 
 /// Why [`ymd`] refused a date: small, so that its result comes back in registers, and the
@@ -453,6 +458,20 @@ enum DateFault {
 
 #[inline]
 fn ymd(raw: &[u8]) -> Result<Option<(u32, u32, u32)>, DateFault> {
+    let (y, m, d) = date_digits(raw).ok_or(DateFault::NotADate)?;
+    if y == 0 && m == 0 && d == 0 {
+        return Ok(None);
+    }
+    if !day_exists(y, m, d) {
+        return Err(DateFault::NoSuchDay);
+    }
+    Ok(Some((y, m, d)))
+}
+
+/// The year, month and day written in a date of one of the three shapes, or `None` when
+/// it is not one of them or not all digits. Says nothing yet about whether the day exists.
+#[inline(always)]
+fn date_digits(raw: &[u8]) -> Option<(u32, u32, u32)> {
     // The eight digits, gathered into one word in year-month-day order, little-endian.
     let word = match raw.len() {
         10 if raw[4] == b'-' && raw[7] == b'-' => {
@@ -462,7 +481,7 @@ fn ymd(raw: &[u8]) -> Result<Option<(u32, u32, u32)>, DateFault> {
             le(raw, 6, 4) | le(raw, 0, 2) << 32 | le(raw, 3, 2) << 48
         }
         8 => le(raw, 0, 8),
-        _ => return Err(DateFault::NotADate),
+        _ => return None,
     };
     // All eight bytes are ASCII digits at once, without a branch per byte (a date is
     // checked three times in every issue record): each byte's high nibble is 3, and still
@@ -470,8 +489,8 @@ fn ymd(raw: &[u8]) -> Result<Option<(u32, u32, u32)>, DateFault> {
     const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
     const ZEROS: u64 = 0x3030_3030_3030_3030;
     const SIXES: u64 = 0x0606_0606_0606_0606;
-    if word & HIGH != ZEROS || word.wrapping_add(SIXES) & HIGH != ZEROS {
-        return Err(DateFault::NotADate);
+    if (word & HIGH) ^ ZEROS | (word.wrapping_add(SIXES) & HIGH) ^ ZEROS != 0 {
+        return None;
     }
     // Digit pairs in one multiply: every even byte becomes ten times itself plus the next
     // (at most 99, so nothing carries into its neighbour).
@@ -480,13 +499,21 @@ fn ymd(raw: &[u8]) -> Result<Option<(u32, u32, u32)>, DateFault> {
     let y = (pairs & 0xFF) as u32 * 100 + (pairs >> 16 & 0xFF) as u32;
     let m = (pairs >> 32 & 0xFF) as u32;
     let d = (pairs >> 48) as u32;
-    if y == 0 && m == 0 && d == 0 {
-        return Ok(None);
-    }
-    if y == 0 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return Err(DateFault::NoSuchDay);
-    }
-    Ok(Some((y, m, d)))
+    Some((y, m, d))
+}
+
+/// Whether year `y` (from 1), month `m` and day `d` name a day of the proleptic Gregorian
+/// calendar. The leap-year rule, with its divisions, is only asked for 29 February.
+#[inline(always)]
+fn day_exists(y: u32, m: u32, d: u32) -> bool {
+    const LAST: [u8; 16] = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31, 0, 0, 0];
+    let last = LAST[(m & 15) as usize] as u32;
+    let plain = y != 0 && m <= 12 && d != 0 && d <= last;
+    plain || (y != 0 && m == 2 && d == 29 && is_leap(y))
+}
+
+fn is_leap(y: u32) -> bool {
+    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
 }
 
 /// `n` ≤ 8 bytes of `raw` from `at`, as a little-endian word.
@@ -499,15 +526,6 @@ fn le(raw: &[u8], at: usize, n: usize) -> u64 {
 
 /// Days from 1970-01-01 to PostgreSQL's date epoch, 2000-01-01.
 const UNIX_TO_PG_EPOCH_DAYS: i32 = 10_957;
-
-fn days_in_month(y: u32, m: u32) -> u32 {
-    match m {
-        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
 
 /// Days since 1970-01-01 of a valid proleptic Gregorian date (Howard Hinnant's
 /// `days_from_civil`). Hand-written because chrono's checked constructor was 8% of a
@@ -541,6 +559,29 @@ pub fn parse_integer(raw: &[u8]) -> Result<i32, ValueError> {
     }
     let n = if neg { -n } else { n };
     i32::try_from(n).map_err(|_| ValueError::IntegerRange { value: show(raw) })
+}
+
+/// Whether a decimal surely fits numeric(p,s), asked without building anything: digits
+/// with at most one point, no sign, and no more digits on either side than the type
+/// allows, leading and trailing zeros counted. A no is not a refusal: what this does not
+/// take (a sign, zeros past the scale) goes to [`encode_field`], which decides and says why.
+#[inline(always)]
+pub fn numeric_surely_fits(raw: &[u8], precision: u8, scale: u8) -> bool {
+    let mut dot = usize::MAX;
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b'.' && dot == usize::MAX {
+            dot = i;
+        } else if !b.is_ascii_digit() {
+            return false;
+        }
+    }
+    let (int_len, frac_len) = match dot {
+        usize::MAX => (raw.len(), 0),
+        i => (i, raw.len() - i - 1),
+    };
+    int_len + frac_len > 0
+        && int_len <= precision.saturating_sub(scale) as usize
+        && frac_len <= scale as usize
 }
 
 /// Checks a decimal against numeric(p,s) and appends its binary form (base-10000 digits).
@@ -671,6 +712,28 @@ mod tests {
             );
         }
         assert_eq!(parse_date(b"20000229"), Ok(Some(59)));
+    }
+
+    /// Every month and day number two digits can write, in years around each leap rule:
+    /// the table-driven day check and the full parse agree with chrono on which exist.
+    #[test]
+    fn every_two_digit_month_and_day_is_judged_like_chrono() {
+        for y in [0, 1, 4, 100, 400, 1900, 2000, 2023, 2024, 2100, 9996, 9999] {
+            for m in 0..100u32 {
+                for d in 0..100u32 {
+                    let real = y > 0 && chrono::NaiveDate::from_ymd_opt(y, m, d).is_some();
+                    let zero = y == 0 && m == 0 && d == 0;
+                    for text in [
+                        format!("{y:04}{m:02}{d:02}"),
+                        format!("{y:04}-{m:02}-{d:02}"),
+                        format!("{m:02}/{d:02}/{y:04}"),
+                    ] {
+                        assert_eq!(date_ok(text.as_bytes()), real || zero, "{text}");
+                        assert_eq!(parse_date(text.as_bytes()).is_ok(), real || zero, "{text}");
+                    }
+                }
+            }
+        }
     }
 
     fn enc(raw: &str, kind: Kind) -> Result<Vec<u8>, ValueError> {

@@ -14,7 +14,7 @@ use crate::compare::{Comparer, Decision, Stop};
 use crate::convert::{self, Encoding, Out};
 use crate::error::Problem;
 use crate::layout::{Column, Kind, Layout};
-use crate::parse::{Fields, Next, RecordReader, ShapeError};
+use crate::parse::{is_trailer, Fields, Next, RecordReader, ShapeError};
 
 /// Target size of one chunk handed to the COPY sink.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -230,6 +230,27 @@ impl RowEncoder {
         ok
     }
 
+    /// Checks the plain records at the start of `buf` (the reader's unread bytes) for as
+    /// long as each passes, and returns the bytes and lines they take up. It stops at the
+    /// first line that is not plain, not a whole line, the trailer, or not a good record,
+    /// and leaves that one to the reader and [`RowEncoder::encode`], which handle it and
+    /// name its problems exactly as they do for every line in a load.
+    pub fn check_plain_lines(&mut self, buf: &[u8]) -> (usize, u64) {
+        let (mut at, mut lines) = (0, 0);
+        while let Some(len) = self.fields.split_line(&buf[at..]) {
+            let data = &buf[at..at + len];
+            if self.fields.count() != self.layout.columns.len()
+                || is_trailer(data)
+                || !self.passes(data)
+            {
+                break;
+            }
+            at += len + 1;
+            lines += 1;
+        }
+        (at, lines)
+    }
+
     /// Whether a plain record whose fields have been split passes every check, looked at
     /// with as few branches as possible: lengths first, all at once, then only the typed
     /// fields. It only ever says yes when [`RowEncoder::encode`]'s field-by-field walk
@@ -247,12 +268,17 @@ impl RowEncoder {
         if out_of_bounds {
             return false;
         }
-        self.typed.iter().all(|&(i, col)| {
+        for &(i, col) in &self.typed {
             let (s, e) = self.fields.range(i);
             let raw = &data[s..e];
-            match col.kind {
-                // The commonest typed field, checked without the converter's dispatch.
-                Kind::Date if !raw.is_empty() => convert::date_ok(raw),
+            // Dates and decimals, nearly every typed field, are asked by checks that return
+            // a flag in a register; anything else goes through the converter.
+            let ok = match col.kind {
+                _ if raw.is_empty() => !col.key,
+                Kind::Date => convert::date_ok(raw),
+                Kind::Numeric { precision, scale } => {
+                    convert::numeric_surely_fits(raw, precision, scale)
+                }
                 kind => convert::encode_field(
                     &mut convert::Discard,
                     raw,
@@ -262,8 +288,12 @@ impl RowEncoder {
                     &mut self.scratch,
                 )
                 .is_ok(),
+            };
+            if !ok {
+                return false;
             }
-        })
+        }
+        true
     }
 }
 
@@ -316,9 +346,9 @@ impl Chunks for convert::Discard {
 /// unchanged in the master are not sent.
 pub fn produce_rows<R: Read, O: Chunks>(
     src: R,
-    mut enc: RowEncoder,
-    mut out: O,
-    mut compare: Option<Comparer>,
+    enc: RowEncoder,
+    out: O,
+    compare: Option<Comparer>,
     opts: ParseOptions,
     tx: mpsc::Sender<Bytes>,
     progress: &dyn Fn(u64, u64),
@@ -328,12 +358,36 @@ pub fn produce_rows<R: Read, O: Chunks>(
         "comparing needs staging rows"
     );
     debug_assert!(compare.is_none() || O::KEEPS, "comparing needs the rows");
-    let mut reader = RecordReader::new(src);
+    let reader = RecordReader::new(src);
+    produce_records(reader, enc, out, compare, opts, tx, progress)
+}
+
+/// [`produce_rows`] from a reader already made, so that tests can choose its buffer size.
+fn produce_records<R: Read, O: Chunks>(
+    mut reader: RecordReader<R>,
+    mut enc: RowEncoder,
+    mut out: O,
+    mut compare: Option<Comparer>,
+    opts: ParseOptions,
+    tx: mpsc::Sender<Bytes>,
+    progress: &dyn Fn(u64, u64),
+) -> Produced {
     out.bytes(HEADER);
     let mut p = Produced::default();
     let mut sending = true;
     let mut last_progress = 0u64;
     loop {
+        if !O::KEEPS {
+            // Checking only: good plain records in bulk, every other line one at a time.
+            let first = reader.lines() + 1;
+            let (bytes, lines) = enc.check_plain_lines(reader.buffered());
+            if lines > 0 {
+                reader.consume(bytes, lines);
+                p.records += lines;
+                p.line_map.note(p.staged + 1, first);
+                p.staged += lines;
+            }
+        }
         let next = match reader.next_record() {
             Ok(n) => n,
             Err(ShapeError::Io { source, .. }) => {
@@ -617,10 +671,40 @@ mod tests {
             b"\x00",
             b"\x80",
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJ",
+            b"5.",
+            b".5",
+            b".",
+            b"..5",
+            b"1.2.3",
+            b"999.999",
+            b"1000.000",
+            b"0001.5",
+            b"1.5000",
+            b"-0",
+            b"-999.999",
+            b"\t",
+            b"\r",
+            b"\x1a",
+            b"\x7f",
         ];
-        let mut compared = 0;
+        let (mut compared, mut bulk) = (0, 0);
         for (layout, text) in samples {
-            for record in text.lines().filter(|l| !l.starts_with("999999")) {
+            // Every sample record that is printable ASCII is taken in bulk.
+            let mut enc = RowEncoder::new(layout, Encoding::Utf8);
+            let plain = (text.split_inclusive('\n')).filter(|l| {
+                !l.starts_with("999999") && l.trim_end().bytes().all(|b| (0x20..0x80).contains(&b))
+            });
+            for line in plain {
+                assert_eq!(
+                    enc.check_plain_lines(line.as_bytes()),
+                    (line.len(), 1),
+                    "{line}"
+                );
+                bulk += 1;
+            }
+            assert!(bulk > 200, "{bulk}");
+            // A few records of each: every column and edge of them is thousands of cases.
+            for record in text.lines().filter(|l| !l.starts_with("999999")).take(12) {
                 let fields: Vec<&[u8]> = record.as_bytes().split(|&b| b == b'|').collect();
                 for col in 0..fields.len() {
                     let width = match layout.columns.get(col).map(|c| c.kind) {
@@ -651,14 +735,132 @@ mod tests {
                                 "{}",
                                 convert::show(&data)
                             );
+                            // Taken in bulk only when good and printable ASCII; any other
+                            // line (and a good one it is not sure of, such as a signed
+                            // rate) is left to the reader and `encode`.
+                            let line = [&data[..], b"\n"].concat();
+                            let printable = data.iter().all(|b| (0x20..0x80).contains(b));
+                            let mut enc = RowEncoder::new(layout, encoding);
+                            match enc.check_plain_lines(&line) {
+                                (0, 0) => {}
+                                taken => {
+                                    assert!(
+                                        ok && printable && taken == (line.len(), 1),
+                                        "{}",
+                                        convert::show(&data)
+                                    );
+                                    bulk += 1;
+                                }
+                            }
                             compared += 1;
                         }
                     }
                 }
             }
         }
-        // Every layout, every column, every edge: thousands, not a handful.
+        // Every layout, every column, every edge: thousands, not a handful; and most of
+        // them plain and good enough to be taken in bulk.
         assert!(compared > 5_000, "{compared}");
+        assert!(bulk * 2 > compared, "{bulk} of {compared}");
+    }
+
+    /// Checking only reads a file exactly as a load does: the same records, problems,
+    /// lines and bytes, with faults of every kind at every place relative to the reader's
+    /// buffer, where a line is split between two reads and the bulk path must leave it to
+    /// the reader.
+    #[test]
+    fn validate_only_reads_a_file_as_a_load_does() {
+        let good: Vec<&str> = include_str!("../testdata/CED01-15E.PIP")
+            .lines()
+            .filter(|l| !l.starts_with("999999"))
+            .take(40)
+            .collect();
+        let faults: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"\r\n",
+            b"00516B|13|6|BAD DATE||||||A|2022-01-24|2029-02-30||5.875||A|20230922\n",
+            b"00516B|13|6|TOO FEW|||||A|2022-01-24\n",
+            b"00516B|13|6|SOCI\xc9T\xc9 G\xc9N\xc9RALE||||||A|2022-01-24|2029-05-31||5.875||A|20230922\n",
+            b"00516B|13|6|TAB\tINSIDE||||||A|2022-01-24|2029-05-31||5.875||A|20230922\n",
+            b"00516B|13|6|SUB AT END||||||A|2022-01-24|2029-05-31||5.875||A|20230922\x1a\n",
+            b"00516B|13|6|RATE||||||A|2022-01-24|2029-05-31||+5.8750||A|20230922\n",
+            b"999999|TRAILER|1\n00516B|13|6|AFTER||||||A|2022-01-24|2029-05-31||5.875||A|20230922\n",
+        ];
+        let lines: Vec<Vec<u8>> = good
+            .iter()
+            .map(|l| [l.as_bytes(), b"\n"].concat())
+            .collect();
+        let mut cases = 0;
+        for (f, fault) in faults.iter().enumerate() {
+            for before in [0, 1, 2, 7, 23] {
+                let mut input: Vec<u8> = lines[..before].concat();
+                input.extend_from_slice(fault);
+                input.extend(lines[before..].concat());
+                if before == 23 {
+                    // Past the problem limit too, in one stretch.
+                    for _ in 0..MAX_PROBLEMS {
+                        input.extend_from_slice(faults[3]);
+                    }
+                }
+                input.extend_from_slice(b"999999|TRAILER\r\n\x1a");
+                // Reads that end mid-line everywhere, and one that holds the whole file.
+                let chunk = [64, 97, 150, 256, 1 << 20][(f + before) % 5];
+                let reader =
+                    || RecordReader::with_limits(&input[..], chunk, crate::parse::MAX_LINE);
+                for enc in [Encoding::Utf8, Encoding::Latin1] {
+                    let opts = ParseOptions {
+                        encoding: enc,
+                        allow_missing_trailer: false,
+                    };
+                    let run = |keep: bool| {
+                        let (tx, _rx) = mpsc::channel(1024);
+                        let e = RowEncoder::new(&ISSUE, enc);
+                        match keep {
+                            true => produce_records(
+                                reader(),
+                                e,
+                                chunk_buffer(),
+                                None,
+                                opts,
+                                tx,
+                                &|_, _| {},
+                            ),
+                            false => produce_records(
+                                reader(),
+                                e,
+                                convert::Discard,
+                                None,
+                                opts,
+                                tx,
+                                &|_, _| {},
+                            ),
+                        }
+                    };
+                    let (loaded, checked) = (run(true), run(false));
+                    let what = format!(
+                        "{} after {before} (chunk {chunk}, {enc:?})",
+                        convert::show(fault)
+                    );
+                    assert_eq!(checked.records, loaded.records, "{what}");
+                    assert_eq!(checked.bytes, loaded.bytes, "{what}");
+                    assert_eq!(checked.problems, loaded.problems, "{what}");
+                    assert_eq!(checked.more_problems, loaded.more_problems, "{what}");
+                    if loaded.problems.is_empty() {
+                        assert_eq!(checked.staged, loaded.staged, "{what}");
+                        for row in 1..=loaded.staged {
+                            assert_eq!(
+                                checked.line_map.line_of(row),
+                                loaded.line_map.line_of(row),
+                                "{what}"
+                            );
+                        }
+                    }
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, faults.len() * 5 * 2);
     }
 
     #[test]

@@ -187,6 +187,25 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
+    /// The unread bytes already read in, for a caller that takes plain records in bulk
+    /// ([`Fields::split_line`]) and leaves the rest to [`RecordReader::next_record`]. Empty
+    /// once the trailer has been seen: every line after it is an error that only
+    /// `next_record` reports.
+    pub fn buffered(&self) -> &[u8] {
+        if self.trailer_line.is_some() {
+            return &[];
+        }
+        &self.buf[self.start..self.end]
+    }
+
+    /// Marks the first `bytes` of [`RecordReader::buffered`] as read: `lines` whole lines,
+    /// each a record that `next_record` would have returned as it is.
+    pub fn consume(&mut self, bytes: usize, lines: u64) {
+        debug_assert!(self.start + bytes <= self.end);
+        self.start += bytes;
+        self.line += lines;
+    }
+
     /// The next record, skipping blank lines and handling the trailer and a final 0x1A.
     pub fn next_record(&mut self) -> Result<Next<'_>, ShapeError> {
         loop {
@@ -220,6 +239,11 @@ impl<R: Read> RecordReader<R> {
     }
 }
 
+/// Whether a line is the trailer record rather than data.
+pub fn is_trailer(data: &[u8]) -> bool {
+    data.starts_with(TRAILER)
+}
+
 fn classify<'a>(
     trailer_line: &mut Option<u64>,
     line: u64,
@@ -228,7 +252,7 @@ fn classify<'a>(
     if trailer_line.is_some() {
         return Err(ShapeError::DataAfterTrailer { line });
     }
-    if data.starts_with(TRAILER) {
+    if is_trailer(data) {
         *trailer_line = Some(line);
         return Ok(Next::Trailer { line });
     }
@@ -321,6 +345,61 @@ fn block_cuts(
     *n += found;
 }
 
+/// Bit masks, one bit per byte of a 64-byte block: which bytes are `|`, and which are
+/// not printable ASCII (below 0x20, which takes in `\n`, `\r`, NUL and 0x1A, or 0x80 and
+/// above). A line whose first such byte is its `\n` is plain and needs nothing of
+/// [`RecordReader::next_record`]'s care for line endings.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn line_masks(block: &[u8; 64]) -> (u64, u64) {
+    use std::arch::x86_64::*;
+    let (mut pipes, mut odd) = (0u64, 0u64);
+    for (k, b16) in block.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the unaligned load reads exactly the
+        // 16 bytes of `b16`.
+        let (p, o) = unsafe {
+            let v = _mm_loadu_si128(b16.as_ptr().cast::<__m128i>());
+            let p = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'|' as i8)));
+            // A signed compare: bytes from 0x80 up are negative, so below 0x20 too.
+            let o = _mm_movemask_epi8(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+            (p as u16 as u64, o as u16 as u64)
+        };
+        pipes |= p << (16 * k);
+        odd |= o << (16 * k);
+    }
+    (pipes, odd)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn line_masks(block: &[u8; 64]) -> (u64, u64) {
+    line_masks_swar(block)
+}
+
+/// The portable [`line_masks`], eight bytes at a time in a `u64`.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline(always)]
+fn line_masks_swar(block: &[u8; 64]) -> (u64, u64) {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Gathers the high bit of each byte into one bit per byte.
+    let pack = |m: u64| ((m & HI) >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+    let (mut pipes, mut odd) = (0u64, 0u64);
+    for (k, bytes) in block.chunks_exact(8).enumerate() {
+        let mut w8 = [0u8; 8];
+        w8.copy_from_slice(bytes);
+        let w = u64::from_le_bytes(w8);
+        let x = w ^ (LO * b'|' as u64);
+        let is_pipe = !(((x & !HI).wrapping_add(!HI)) | x) & HI;
+        // The low seven bits plus 0x60 reach 0x80 exactly when they are 0x20 or more;
+        // no byte carries into the next.
+        let printable = (w & !HI).wrapping_add(LO * 0x60) & !w & HI;
+        pipes |= pack(is_pipe) << (8 * k);
+        odd |= pack(!printable & HI) << (8 * k);
+    }
+    (pipes, odd)
+}
+
 /// One record split on `|`, kept between records so that splitting allocates nothing.
 ///
 /// Only where each field starts is stored: field `i` is `cuts[i] .. cuts[i + 1] - 1`, so a
@@ -340,8 +419,9 @@ pub struct Fields {
     bit_counts: bool,
 }
 
-/// Slack past the kept cuts: a 16-byte block holds at most 16 delimiters.
-const SLACK: usize = 17;
+/// Slack past the kept cuts for the unconditional writes: a 64-byte block holds at most 64
+/// delimiters, written four at a time.
+const SLACK: usize = 68;
 
 impl Fields {
     pub fn new(columns: usize) -> Fields {
@@ -426,6 +506,87 @@ impl Fields {
             count: n + 1,
             plain: high == 0 && nul == 0,
         }
+    }
+
+    /// Splits the line at the start of `buf` as [`Fields::split`] would split it, if it is
+    /// plain: it ends in `\n`, and every byte before is printable ASCII (0x20–0x7F).
+    /// Returns the line's length without the `\n`, or `None` for any other line (a `\r`, a
+    /// control or non-ASCII byte, or no `\n` in `buf`), which is then left to the reader.
+    ///
+    /// Finding the line's end and its delimiters is one pass, 64 bytes at a time: the
+    /// first byte that is not printable ends the line, so there is no separate newline
+    /// search per line (`--validate-only` takes records this way).
+    pub fn split_line(&mut self, buf: &[u8]) -> Option<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if self.bit_counts {
+            // SAFETY: `new` found the CPU to have the features this copy is compiled for.
+            return unsafe { self.split_line_popcnt_bmi1(buf) };
+        }
+        self.split_line_any(buf)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt,bmi1")]
+    unsafe fn split_line_popcnt_bmi1(&mut self, buf: &[u8]) -> Option<usize> {
+        self.split_line_any(buf)
+    }
+
+    #[inline(always)]
+    fn split_line_any(&mut self, buf: &[u8]) -> Option<usize> {
+        let keep = self.columns;
+        let cuts = &mut self.cuts;
+        cuts[0] = 0;
+        let mut n = 0usize;
+        let mut base = 0usize;
+        loop {
+            let rest = &buf[base..];
+            let (pipes, odd) = match rest.first_chunk::<64>() {
+                Some(block) => line_masks(block),
+                None => {
+                    // Padded with NUL, which is not printable: a line that does not end
+                    // within `buf` stops at the padding and is refused below.
+                    let mut block = [0u8; 64];
+                    block[..rest.len()].copy_from_slice(rest);
+                    line_masks(&block)
+                }
+            };
+            let (pipes, end) = match odd {
+                0 => (pipes, None),
+                _ => {
+                    let c = odd.trailing_zeros();
+                    (pipes & ((1u64 << c) - 1), Some(base + c as usize))
+                }
+            };
+            if n < keep {
+                // At most 64 writes from n + 1 ≤ keep, in fours: within keep + SLACK.
+                let mut pipes = pipes;
+                let mut at = n + 1;
+                while pipes != 0 {
+                    for slot in &mut cuts[at..at + 4] {
+                        *slot = (base as u32) + 1 + pipes.trailing_zeros();
+                        pipes &= pipes.wrapping_sub(1);
+                    }
+                    at += 4;
+                }
+            }
+            n += pipes.count_ones() as usize;
+            if let Some(len) = end {
+                if buf.get(len) != Some(&b'\n') || len >= u32::MAX as usize {
+                    return None;
+                }
+                if n < keep {
+                    cuts[n + 1] = len as u32 + 1;
+                }
+                self.count = n + 1;
+                return Some(len);
+            }
+            base += 64;
+        }
+    }
+
+    /// Fields in the last record split, whether or not they were all kept.
+    pub fn count(&self) -> usize {
+        self.count
     }
 
     /// The kept fields of the last record split, as (start, end) byte offsets.
@@ -600,6 +761,74 @@ mod tests {
                     rec.iter().all(|&b| b != 0 && b < 0x80),
                     "{rec:?}"
                 );
+            }
+        }
+    }
+
+    /// A xorshift stream of bytes drawn from `alphabet`.
+    fn noise(seed: &mut u64, alphabet: &[u8], len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                alphabet[(*seed % alphabet.len() as u64) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn portable_line_masks_agree_with_the_vector_ones() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let all: Vec<u8> = (0..=255).collect();
+        for _ in 0..2000 {
+            let bytes = noise(&mut seed, &all, 64);
+            let mut block = [0u8; 64];
+            block.copy_from_slice(&bytes);
+            let (pipes, odd) = line_masks_swar(&block);
+            assert_eq!((pipes, odd), line_masks(&block), "{bytes:?}");
+            for (i, &b) in bytes.iter().enumerate() {
+                assert_eq!(pipes >> i & 1 == 1, b == b'|', "{b:#x}");
+                assert_eq!(odd >> i & 1 == 1, !(0x20..0x80).contains(&b), "{b:#x}");
+            }
+        }
+    }
+
+    /// `split_line` takes a line exactly when its first byte outside 0x20–0x7F is its
+    /// `\n`, and then splits it as `split` does, from every offset of buffers mixing long
+    /// and short lines, runs of delimiters, and every kind of byte it must not take.
+    #[test]
+    fn split_line_takes_plain_lines_and_splits_them_like_split() {
+        let alphabet = [
+            b'a', b'|', b'|', b'\n', b' ', b'~', 0x7F, 0x1F, b'\r', 0x1A, 0, 0x80, 0xC3, b'0',
+        ];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for round in 0..300 {
+            let len = [0, 1, 63, 64, 65, 130, 300][round % 7];
+            // Mostly plain bytes, so that many lines are whole and plain.
+            let plain = round % 3 != 0;
+            let pick: &[u8] = if plain { &alphabet[..7] } else { &alphabet };
+            let mut buf = noise(&mut seed, pick, len);
+            if plain && len > 0 {
+                let at = (seed as usize) % len;
+                buf[at] = b'\n';
+            }
+            for keep in [1, 3, 17, 80] {
+                let mut f = Fields::new(keep);
+                let mut g = Fields::new(keep);
+                for start in 0..=buf.len() {
+                    let rest = &buf[start..];
+                    let first_odd = rest.iter().position(|b| !(0x20..0x80).contains(b));
+                    let want = first_odd.filter(|&i| rest[i] == b'\n');
+                    let got = f.split_line(rest);
+                    assert_eq!(got, want, "{rest:?}");
+                    if let Some(n) = got {
+                        let split = g.split(&rest[..n]);
+                        assert!(split.plain);
+                        assert_eq!(f.count(), split.count, "{rest:?}");
+                        assert_eq!(f.cuts(), g.cuts(), "{rest:?} keep {keep}");
+                    }
+                }
             }
         }
     }

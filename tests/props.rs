@@ -20,7 +20,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 use cusip_loader::convert::{Discard, Encoding};
-use cusip_loader::copy::{produce, ParseOptions, RowEncoder};
+use cusip_loader::copy::{produce, produce_rows, ParseOptions, RowEncoder};
 use cusip_loader::error::Problem;
 use cusip_loader::layout::{Column, Kind, Layout, ISSUE, ISSUER, ISSUE_ATTR};
 use cusip_loader::parse::{Next, RecordReader, ShapeError};
@@ -477,6 +477,89 @@ proptest! {
             if let Some(Item::AfterTrailer(l)) = want.last() {
                 let first = p.problems[0].line;
                 prop_assert!(first.is_some_and(|f| f <= *l), "{:?} vs line {}", p.problems, l);
+            }
+        }
+    }
+}
+
+/// A record of `layout` with every value valid (code columns as plain text), its text all
+/// printable ASCII when `ascii`, as most real records are.
+fn valid_record(layout: &'static Layout, ascii: bool) -> BoxedStrategy<Vec<u8>> {
+    let text = |s: BoxedStrategy<(String, Option<String>)>| s.prop_map(|(t, _)| t).boxed();
+    let parts: Vec<BoxedStrategy<String>> = (layout.columns.iter())
+        .map(|c| match c.kind {
+            Kind::Varchar(w) if ascii => {
+                let min = c.key as usize;
+                let re = |r: String| proptest::string::string_regex(&r).expect("a valid regex");
+                prop_oneof![
+                    Just(" ".repeat(min)),
+                    re(format!("[ -{{}}~]{{{min},{w}}}")),
+                    re(format!("[A-Z0-9 ]{{{w}}}")),
+                ]
+                .boxed()
+            }
+            Kind::Varchar(w) => varchar(w as usize, c.key),
+            Kind::Date => text(date()),
+            Kind::Integer => text(integer()),
+            Kind::Numeric { precision, scale } => text(numeric(precision, scale)),
+        })
+        .collect();
+    parts.prop_map(|v| v.join("|").into_bytes()).boxed()
+}
+
+/// A file of mostly good records of one layout, with hostile pieces among them.
+fn mostly_valid_file() -> impl Strategy<Value = (usize, Vec<u8>)> {
+    (0usize..3).prop_flat_map(|which| {
+        let layout = LAYOUTS[which];
+        let good = prop_oneof![3 => valid_record(layout, true), 1 => valid_record(layout, false)];
+        // A good record with one field replaced by a plausible or hostile value.
+        let spoilt = (good.clone(), any::<prop::sample::Index>(), field_bytes()).prop_map(
+            |(r, i, value)| {
+                let mut fields: Vec<&[u8]> = r.split(|&b| b == b'|').collect();
+                let at = i.index(fields.len());
+                fields[at] = &value;
+                [fields.join(&b'|'), b"\n".to_vec()].concat()
+            },
+        );
+        let piece = prop_oneof![
+            8 => good.clone().prop_map(|r| [r, b"\n".to_vec()].concat()),
+            1 => good.prop_map(|r| [r, b"\r\n".to_vec()].concat()),
+            2 => spoilt,
+            2 => file_bytes(),
+        ];
+        (
+            Just(which),
+            prop::collection::vec(piece, 0..30).prop_map(|p| p.concat()),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(Config { cases: cases(256), failure_persistence: None, ..Config::default() })]
+
+    /// `--validate-only` takes good plain records in bulk and leaves every other line to
+    /// the reader; whatever the file, it must find exactly what a load finds.
+    #[test]
+    fn validate_only_finds_what_a_load_finds(
+        (which, input) in mostly_valid_file(),
+        enc in 0usize..3,
+        allow_missing_trailer in any::<bool>(),
+    ) {
+        let layout = LAYOUTS[which];
+        let opts = ParseOptions { encoding: ENCODINGS[enc], allow_missing_trailer };
+        let (tx, _rx) = tokio::sync::mpsc::channel(64);
+        let loaded = produce(&input[..], layout, opts, tx, &|_, _| {});
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let enc = RowEncoder::new(layout, ENCODINGS[enc]);
+        let checked = produce_rows(&input[..], enc, Discard, None, opts, tx, &|_, _| {});
+        prop_assert_eq!(checked.records, loaded.records);
+        prop_assert_eq!(checked.bytes, loaded.bytes);
+        prop_assert_eq!(&checked.problems, &loaded.problems);
+        prop_assert_eq!(checked.more_problems, loaded.more_problems);
+        if loaded.problems.is_empty() {
+            prop_assert_eq!(checked.staged, loaded.staged);
+            for row in 1..=loaded.staged {
+                prop_assert_eq!(checked.line_map.line_of(row), loaded.line_map.line_of(row));
             }
         }
     }

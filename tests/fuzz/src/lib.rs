@@ -26,7 +26,7 @@ use bytes::BytesMut;
 use chrono::NaiveDate;
 
 use cusip_loader::convert::{encode_field, encode_plain_text, Discard, Encoding, ValueError};
-use cusip_loader::copy::{produce, ParseOptions, RowEncoder, MAX_PROBLEMS};
+use cusip_loader::copy::{produce, produce_rows, ParseOptions, RowEncoder, MAX_PROBLEMS};
 use cusip_loader::error::Problem;
 use cusip_loader::layout::{Kind, Layout, ISSUE, ISSUER, ISSUE_ATTR};
 use cusip_loader::parse::{Next, RecordReader, ShapeError};
@@ -651,6 +651,19 @@ pub fn check_file(input: &[u8]) {
         }
         assert_eq!(p.problems, x.problems, "{} {e:?}", layout.table);
         assert_eq!(p.more_problems, x.more);
+        // `--validate-only`, which takes good plain records in bulk, finds the same.
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let enc = RowEncoder::new(layout, e);
+        let v = produce_rows(input, enc, Discard, None, opts, tx, &|_, _| {});
+        assert_eq!(
+            v.problems, x.problems,
+            "validate-only {} {e:?}",
+            layout.table
+        );
+        assert_eq!((v.more_problems, v.bytes), (x.more, p.bytes));
+        if x.problems.is_empty() {
+            assert_eq!(v.records, x.records);
+        }
         if x.problems.is_empty() {
             assert_eq!(p.records, x.records);
             let mut full = COPY_HEADER.to_vec();
