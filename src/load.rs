@@ -644,44 +644,29 @@ async fn stream(
             Target::Master => RowEncoder::new(layout, parse.encoding).without_line(),
         };
         if validate_only {
-            (
+            return (
                 copy::produce_rows(reader, enc, Discard, None, parse, chunks, &progress),
                 None,
-            )
-        } else if hash {
-            let mut fp = Fingerprint::new(reader);
-            let produced = copy::produce_rows(
-                &mut fp,
-                enc,
-                copy::chunk_buffer(),
-                comparer,
-                parse,
-                chunks,
-                &progress,
             );
-            // The parser stops early on bad data (20 problems, an over-long line, a record
-            // after the trailer). Hash the rest too, so the digest still covers the whole
-            // file: then a changed file is told from a bad one, and bad data is reported as
-            // such (65) rather than as a change (75).
-            if !produced.problems.is_empty() && !produced.abandoned && produced.read_error.is_none()
-            {
-                let _ = std::io::copy(&mut fp, &mut std::io::sink());
-            }
-            (produced, Some(fp.hex()))
-        } else {
-            (
-                copy::produce_rows(
-                    reader,
-                    enc,
-                    copy::chunk_buffer(),
-                    comparer,
-                    parse,
-                    chunks,
-                    &progress,
-                ),
-                None,
-            )
         }
+        let rows = |src: &mut dyn std::io::Read| {
+            let out = copy::chunk_buffer();
+            copy::produce_rows(src, enc, out, comparer, parse, chunks, &progress)
+        };
+        if !hash {
+            let mut reader = reader;
+            return (rows(&mut reader), None);
+        }
+        let mut fp = Fingerprint::new(reader);
+        let produced = rows(&mut fp);
+        // The parser stops early on bad data (20 problems, an over-long line, a record
+        // after the trailer). Hash the rest too, so the digest still covers the whole
+        // file: then a changed file is told from a bad one, and bad data is reported as
+        // such (65) rather than as a change (75).
+        if !produced.problems.is_empty() && !produced.abandoned && produced.read_error.is_none() {
+            let _ = std::io::copy(&mut fp, &mut std::io::sink());
+        }
+        (produced, Some(fp.hex()))
     });
 
     let mut copy_error = None;
