@@ -51,6 +51,19 @@ impl fmt::Debug for DbConfig {
     }
 }
 
+/// Server settings for every load session, as `-c` options.
+///
+/// temp_buffers: the staging table is temporary, so it lives in this session's
+/// local buffers (8 MB by default); every check and the merge scan it, and at
+/// the default each scan goes back to the kernel. work_mem: the merge's hash
+/// joins and the key sort stay in memory. Both are per-session ceilings,
+/// allocated only as used (README, Performance). jit: the merge's 53-column
+/// comparison costs enough to trigger JIT compilation with optimisation, which
+/// took longer than it saved (4.4 s against 3.9 s at 1 M attribute rows).
+///
+/// Public so that `make bench` gives its own COPY into staging the same settings.
+pub const SESSION_SETTINGS: &str = "-c temp_buffers=256MB -c work_mem=64MB -c jit=off";
+
 impl DbConfig {
     /// `user@host:port/dbname`, for messages.
     pub fn display_target(&self) -> String {
@@ -65,15 +78,8 @@ impl DbConfig {
             .user(&self.user)
             .application_name("cusip-loader")
             .connect_timeout(self.connect_timeout)
-            // temp_buffers: the staging table is temporary, so it lives in this session's
-            // local buffers (8 MB by default); every check and the merge scan it, and at
-            // the default each scan goes back to the kernel. work_mem: the merge's hash
-            // joins and the key sort stay in memory. Both are per-session ceilings,
-            // allocated only as used (README, Performance). jit: the merge's 53-column
-            // comparison costs enough to trigger JIT compilation with optimisation, which
-            // took longer than it saved (4.4 s against 3.9 s at 1 M attribute rows).
             .options(format!(
-                "-c temp_buffers=256MB -c work_mem=64MB -c jit=off -c lock_timeout={}ms -c statement_timeout={}ms",
+                "{SESSION_SETTINGS} -c lock_timeout={}ms -c statement_timeout={}ms",
                 self.lock_timeout.as_millis(),
                 self.statement_timeout.as_millis()
             ));
