@@ -200,9 +200,17 @@ fn timed(cmd: &mut Command) -> (f64, String) {
     (secs, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// What the loader's JSON summary says of its one file: peak RSS (the loader reads its
-/// own `VmHWM`; a parent's `wait4` would report the parent's size at fork) and phases.
-fn loader_summary(stdout: &str) -> (Option<f64>, Vec<(String, f64)>) {
+/// What the loader's JSON summary says of its one file.
+struct Summary {
+    /// Peak RSS: the loader reads its own `VmHWM`; a parent's `wait4` would report the
+    /// parent's size at fork.
+    rss_mb: Option<f64>,
+    /// Phases, name and seconds.
+    phases: Vec<(String, f64)>,
+    records: Option<u64>,
+}
+
+fn loader_summary(stdout: &str) -> Summary {
     let v: serde_json::Value = serde_json::from_str(stdout).unwrap_or_default();
     let phases = v["files"][0]["phases"]
         .as_array()
@@ -217,7 +225,11 @@ fn loader_summary(stdout: &str) -> (Option<f64>, Vec<(String, f64)>) {
                 .collect()
         })
         .unwrap_or_default();
-    (v["peak_rss_mb"].as_f64(), phases)
+    Summary {
+        rss_mb: v["peak_rss_mb"].as_f64(),
+        phases,
+        records: v["files"][0]["records"].as_u64(),
+    }
 }
 
 fn lsn(pg: &Pg, db: &str) -> String {
@@ -383,7 +395,11 @@ fn main() {
             env_loader(&mut c, db);
             c.arg(&file).args(flag);
             let (secs, out) = timed(&mut c);
-            let (rss, phases) = loader_summary(&out);
+            let Summary {
+                rss_mb: rss,
+                phases,
+                ..
+            } = loader_summary(&out);
             let l = M {
                 seconds: secs,
                 rows: records,
@@ -494,7 +510,9 @@ fn main() {
     let mut copy_rounds: Vec<CopyRound> = Vec::new();
     for (t, table, _) in TABLES {
         let file = data.join(format!("CED04-01{t}.PIP"));
-        let layout = layout_of(t);
+        let layout = FileType::from_file_name(&file.display().to_string())
+            .expect("a PIP file name")
+            .layout();
         // The rows the fresh load staged, as the server's binary COPY format, from the
         // database the --initial-load scenario filled with the same file.
         let bin = root.join("pg").join(format!("stage-{t}.bin"));
@@ -524,8 +542,9 @@ fn main() {
             env_loader(&mut c, "copyphase");
             // --force: the issuer file loads, and the journal would skip it next round.
             let out = c.arg(&file).arg("--force").output().unwrap();
-            let (_, phases) = loader_summary(&String::from_utf8_lossy(&out.stdout));
-            let staged = phases
+            let summary = loader_summary(&String::from_utf8_lossy(&out.stdout));
+            let staged = summary
+                .phases
                 .iter()
                 .find(|(n, _)| n == "read+parse+copy")
                 .map(|(_, v)| *v);
@@ -536,10 +555,8 @@ fn main() {
                     String::from_utf8_lossy(&out.stderr)
                 );
             };
-            let summary: serde_json::Value =
-                serde_json::from_slice(&out.stdout).unwrap_or_default();
             assert_eq!(
-                summary["files"][0]["records"].as_u64(),
+                summary.records,
                 Some(r.rows),
                 "the loader's COPY phase round on {} did not stage every record",
                 file.display()
@@ -579,7 +596,7 @@ fn main() {
             secs = secs.min(s);
             cat_secs = cat_secs.min(cs);
             // The largest peak of the runs: memory is a ceiling, not a best case.
-            rss = match (rss, loader_summary(&out).0) {
+            rss = match (rss, loader_summary(&out).rss_mb) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             };
@@ -704,15 +721,6 @@ fn count_records(file: &Path) -> u64 {
         .map_while(Result::ok)
         .filter(|l| !l.is_empty() && !l.starts_with(b"999999"))
         .count() as u64
-}
-
-/// The layout of a file type letter.
-fn layout_of(letter: &str) -> &'static cusip_loader::layout::Layout {
-    FileType::ALL
-        .into_iter()
-        .find(|t| t.letter().to_string() == letter)
-        .expect("a file type")
-        .layout()
 }
 
 /// Who reads the binary rows for [`binary_copy`].
