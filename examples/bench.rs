@@ -28,6 +28,13 @@ const TABLES: [(&str, &str, &str); 3] = [
     ("A", "issue_attribute", "issuer_num, issue_num"),
 ];
 
+/// COPY-phase rounds per file: at least this many...
+const COPY_MIN_ROUNDS: usize = 5;
+/// ...then more while the loader's rounds add up to less than this many seconds...
+const COPY_BUDGET_S: f64 = 30.0;
+/// ...up to this many.
+const COPY_MAX_ROUNDS: usize = 25;
+
 struct Pg {
     bin: PathBuf,
     dir: PathBuf,
@@ -493,11 +500,23 @@ fn main() {
     // then rejects the file right after staging it, and the merge (minutes at 10 M rows, and
     // not part of this phase) never runs. The issuer file has no parent; it loads, and the
     // tables are emptied before each round.
-    let rounds: usize = std::env::var("BENCH_COPY_ROUNDS")
+    //
+    // How many rounds: the fastest of a few is a poor estimate for a phase of a second or
+    // less, which one wake-up of a neighbour can stretch by a third (five rounds of the 10 M
+    // issuer file ranged 0.48–0.67 s), while one round of a large file takes half a minute.
+    // So each file gets at least `COPY_MIN_ROUNDS`, then more until the loader's rounds add
+    // up to `COPY_BUDGET_S`, up to `COPY_MAX_ROUNDS`. `BENCH_COPY_ROUNDS=N` fixes N instead.
+    let fixed_rounds: Option<usize> = std::env::var("BENCH_COPY_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
-        .max(1);
+        .map(|n: usize| n.max(1));
+    let more_rounds = |done: &[f64]| match fixed_rounds {
+        Some(n) => done.len() < n,
+        None => {
+            done.len() < COPY_MIN_ROUNDS
+                || (done.len() < COPY_MAX_ROUNDS && done.iter().sum::<f64>() < COPY_BUDGET_S)
+        }
+    };
     pg.sql("postgres", "CREATE DATABASE copyphase");
     let mut init = Command::new(&loader);
     env_loader(&mut init, "copyphase");
@@ -535,7 +554,7 @@ fn main() {
             client: Vec::new(),
             server: Vec::new(),
         };
-        for _ in 0..rounds {
+        while more_rounds(&r.loader) {
             pg.sql("copyphase", "TRUNCATE issuer, issue, issue_attribute");
             pg.sql("copyphase", "CHECKPOINT");
             let mut c = Command::new(&loader);
@@ -570,9 +589,16 @@ fn main() {
                 .push(binary_copy(&pg, "copyphase", layout, &bin, Via::Server));
         }
         let _ = std::fs::remove_file(&bin);
+        let ms = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{:.0}", x * 1e3))
+                .collect::<Vec<_>>()
+        };
         eprintln!(
-            "COPY phase {table}: loader {:?}, psql \\copy {:?}, server {:?}",
-            r.loader, r.client, r.server
+            "COPY phase {table}, ms per round: loader {:?}, psql \\copy {:?}, server {:?}",
+            ms(&r.loader),
+            ms(&r.client),
+            ms(&r.server)
         );
         copy_rounds.push(r);
     }
@@ -666,9 +692,9 @@ fn main() {
                 .join(","),
         ));
     }
-    md.push_str(&format!(
-        "\n| COPY phase, fastest of {rounds} interleaved rounds | rows | loader read+parse+copy s | psql \\copy of the binary rows s | server binary COPY s | loader / server | psql \\copy / server | loader / psql \\copy |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
-    ));
+    md.push_str(
+        "\n| COPY phase, fastest of interleaved rounds | rows | rounds | loader read+parse+copy s | psql \\copy of the binary rows s | server binary COPY s | loader / server | psql \\copy / server | loader / psql \\copy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
     let list = |v: &[f64]| {
         v.iter()
             .map(|x| format!("{x:.3}"))
@@ -679,9 +705,10 @@ fn main() {
         let (l, c, s) = (fastest(&r.loader), fastest(&r.client), fastest(&r.server));
         let ratio = |a: f64, b: f64| a / b.max(1e-9);
         md.push_str(&format!(
-            "| {} | {} | {l:.2} | {c:.2} | {s:.2} | {:.2} | {:.2} | {:.2} |\n",
+            "| {} | {} | {} | {l:.2} | {c:.2} | {s:.2} | {:.2} | {:.2} | {:.2} |\n",
             r.table,
             r.rows,
+            r.loader.len(),
             ratio(l, s),
             ratio(c, s),
             ratio(l, c),

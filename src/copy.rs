@@ -1,8 +1,8 @@
 //! Records → PostgreSQL binary COPY stream, encoded by hand into large chunks.
 //!
 //! The producer runs on a blocking thread: it reads, splits, checks and encodes, and hands
-//! ~1 MiB chunks over a bounded channel to the async COPY sink, so parsing and COPY overlap
-//! and at most `CHANNEL_DEPTH` chunks are ever in memory. Each staging row carries the
+//! chunks (64 KiB first, doubling to 1 MiB) over a bounded channel to the async COPY sink,
+//! so parsing and COPY overlap and at most `CHANNEL_DEPTH` chunks are ever in memory. Each staging row carries the
 //! record's file line number first, so every later check can point back into the file.
 
 use std::io::Read;
@@ -18,6 +18,11 @@ use crate::parse::{is_trailer, Fields, Next, RecordReader, ShapeError};
 
 /// Target size of one chunk handed to the COPY sink.
 pub const CHUNK_BYTES: usize = 1 << 20;
+/// Size of the first chunk; each next one is twice the last, up to [`CHUNK_BYTES`]. The
+/// server does the COPY's work and is idle until the first chunk arrives, so a small one
+/// starts it sooner: ~3 ms earlier at 64 KiB than at 1 MiB, which is 7 % of the COPY phase
+/// of a 40 000-record issuer file (fastest of 30 rounds: 40 ms against 43 ms).
+pub const FIRST_CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks in flight between the parser and the COPY sink.
 pub const CHANNEL_DEPTH: usize = 8;
 /// Problems collected before the parser gives up on a file.
@@ -375,6 +380,7 @@ fn produce_records<R: Read, O: Chunks>(
     out.bytes(HEADER);
     let mut p = Produced::default();
     let mut sending = true;
+    let mut send_at = FIRST_CHUNK_BYTES;
     let mut last_progress = 0u64;
     loop {
         if !O::KEEPS {
@@ -438,9 +444,12 @@ fn produce_records<R: Read, O: Chunks>(
                 if !sending {
                     out.truncate(0);
                 }
-                if O::KEEPS && out.len() >= CHUNK_BYTES && tx.blocking_send(out.take()).is_err() {
-                    p.abandoned = true;
-                    break;
+                if O::KEEPS && out.len() >= send_at {
+                    if tx.blocking_send(out.take()).is_err() {
+                        p.abandoned = true;
+                        break;
+                    }
+                    send_at = (send_at * 2).min(CHUNK_BYTES);
                 }
                 // The offset moves a read (1 MiB) at a time, so this calls back that often.
                 let off = reader.offset();
@@ -497,6 +506,41 @@ mod tests {
     }
 
     const GOOD: &str = "00123A|1|ACME CORP||||||||C|A||A|NY|2024-01-15";
+
+    #[test]
+    fn chunks_start_small_and_double_up_to_the_full_size() {
+        let mut input = String::new();
+        for _ in 0..60_000 {
+            input.push_str(GOOD);
+            input.push('\n');
+        }
+        input.push_str("999999|END\n");
+        let (tx, mut rx) = mpsc::channel(1024);
+        let p = produce(
+            input.as_bytes(),
+            &ISSUER,
+            ParseOptions::default(),
+            tx,
+            &|_, _| {},
+        );
+        assert!(p.problems.is_empty(), "{:?}", p.problems);
+        let mut sizes = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            sizes.push(c.len());
+        }
+        // A chunk is sent at the first row end past its threshold: under one row more.
+        let row = 200;
+        let mut want = FIRST_CHUNK_BYTES;
+        for (i, &n) in sizes[..sizes.len() - 1].iter().enumerate() {
+            assert!(
+                n >= want && n < want + row,
+                "chunk {i}: {n} bytes, want ~{want}"
+            );
+            want = (want * 2).min(CHUNK_BYTES);
+        }
+        assert_eq!(want, CHUNK_BYTES, "never reached full size: {sizes:?}");
+        assert!(sizes.len() > 6, "{sizes:?}");
+    }
 
     #[test]
     fn a_good_file_becomes_one_binary_copy_stream() {
