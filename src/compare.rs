@@ -252,18 +252,17 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Starts reading the master table in key order on a second connection, under the load
-/// transaction's snapshot, when the comparison can be done in the loader: the table has
-/// rows and its keys sort byte-wise. `None` means compare in the database.
-pub async fn open(
+/// Whether the loader can compare the file with the master table itself: the table has
+/// rows (an empty one has nothing to compare with) and its keys lead the layout and sort
+/// byte-wise, as the file's are compared.
+pub async fn applies(
     tx: &tokio_postgres::Transaction<'_>,
-    cfg: &DbConfig,
     layout: &'static Layout,
-) -> Result<Option<Comparer>, Error> {
+) -> Result<bool, Error> {
     let leading = layout.columns.iter().take_while(|c| c.key).count();
     let keys = layout.key_names().len();
     if keys == 0 || leading != keys {
-        return Ok(None);
+        return Ok(false);
     }
     let row = tx
         .query_one(merge::compare_in_loader(layout).as_str(), &[])
@@ -271,15 +270,27 @@ pub async fn open(
         .map_err(|e| db::fail(&format!("looking at {}", layout.table), &e))?;
     let (has_rows, bytewise): (bool, Option<bool>) = (row.get(0), row.get(1));
     if !has_rows {
-        return Ok(None);
+        return Ok(false);
     }
     if bytewise != Some(true) {
         tracing::info!(
             table = layout.table,
             "its key columns do not use collation \"C\"; comparing in the database"
         );
-        return Ok(None);
+        return Ok(false);
     }
+    Ok(true)
+}
+
+/// Starts reading the master table in key order on a second connection, under the load
+/// transaction's snapshot, for a table [`applies`] said yes to. `None` means compare in
+/// the database.
+pub async fn open(
+    tx: &tokio_postgres::Transaction<'_>,
+    cfg: &DbConfig,
+    layout: &'static Layout,
+) -> Result<Option<Comparer>, Error> {
+    let keys = layout.key_names().len();
     let snapshot: String = tx
         .query_one("SELECT pg_export_snapshot()", &[])
         .await
