@@ -2,8 +2,9 @@
 //!
 //! The producer runs on a blocking thread: it reads, splits, checks and encodes, and hands
 //! chunks (64 KiB first, doubling to 1 MiB) over a bounded channel to the async COPY sink,
-//! so parsing and COPY overlap and at most `CHANNEL_DEPTH` chunks are ever in memory. Each staging row carries the
-//! record's file line number first, so every later check can point back into the file.
+//! so parsing and COPY overlap and at most `CHANNEL_DEPTH` chunks are ever in memory. Each
+//! staging row carries the record's file line number first, so every later check can point
+//! back into the file.
 
 use std::io::Read;
 
