@@ -264,14 +264,23 @@ pub async fn applies(
     if keys == 0 || leading != keys {
         return Ok(false);
     }
-    let row = tx
-        .query_one(merge::compare_in_loader(layout).as_str(), &[])
+    let looking = |e: tokio_postgres::Error| db::fail(&format!("looking at {}", layout.table), &e);
+    // Two statements, the cheap one first: on an empty table (every fresh load) the
+    // collation question is moot, and in a new session it costs 2.0-2.4 ms of catalog
+    // lookups and planning against 0.5-0.9 ms for the emptiness alone (psql \timing).
+    let empty: bool = tx
+        .query_one(merge::is_empty(layout).as_str(), &[])
         .await
-        .map_err(|e| db::fail(&format!("looking at {}", layout.table), &e))?;
-    let (has_rows, bytewise): (bool, Option<bool>) = (row.get(0), row.get(1));
-    if !has_rows {
+        .map_err(looking)?
+        .get(0);
+    if empty {
         return Ok(false);
     }
+    let bytewise: Option<bool> = tx
+        .query_one(merge::keys_sort_bytewise(layout).as_str(), &[])
+        .await
+        .map_err(looking)?
+        .get(0);
     if bytewise != Some(true) {
         tracing::info!(
             table = layout.table,

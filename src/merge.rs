@@ -200,11 +200,11 @@ pub fn insert_new(l: &Layout) -> String {
     )
 }
 
-/// Whether the master has rows, and whether every key column sorts byte-wise: collation
-/// "C" or "POSIX", or the database default when that is a libc "C" or "POSIX". Those are the
+/// Whether every key column sorts byte-wise: collation "C" or "POSIX", or the database
+/// default when that is a libc "C" or "POSIX". That, and rows in the master, are the
 /// conditions for comparing in the loader ([`crate::compare`]); ICU and language collations
 /// order keys in ways the loader cannot repeat, so they keep the comparison in the database.
-pub fn compare_in_loader(l: &Layout) -> String {
+pub fn keys_sort_bytewise(l: &Layout) -> String {
     let keys = l
         .key_names()
         .iter()
@@ -212,8 +212,7 @@ pub fn compare_in_loader(l: &Layout) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT EXISTS (SELECT 1 FROM {table}), \
-         (SELECT bool_and(CASE WHEN a.attcollation = 100 \
+        "SELECT (SELECT bool_and(CASE WHEN a.attcollation = 100 \
               THEN d.datcollate IN ('C', 'POSIX') \
                    AND coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' \
               ELSE c.collname IN ('C', 'POSIX') AND c.collprovider = 'c' END) \
