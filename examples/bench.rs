@@ -7,10 +7,11 @@
 //! time, rows/s, MB/s, the loader's peak RSS, WAL bytes and tuples written, prints one
 //! Markdown table and writes the same as JSON under target/bench/. It never fails on speed.
 //!
-//! Then it times the COPY phase on its own, `BENCH_COPY_ROUNDS` times (default 5),
-//! interleaved: the loader's read+parse+copy, psql's `\copy` of the same rows already in
-//! binary COPY format, and the server's binary COPY of them from a file, and compares the
-//! fastest of each; and `--validate-only` against `cat`, fastest of five.
+//! Then it times the COPY phase on its own, in interleaved rounds (at least 5, more for
+//! short phases; `BENCH_COPY_ROUNDS=N` fixes N): the loader's read+parse+copy, psql's
+//! `\copy` of the same rows already in binary COPY format, and the server's binary COPY of
+//! them from a file, and compares the fastest of each; and `--validate-only` against `cat`,
+//! fastest of five.
 //!
 //! Run: `make bench` (or `BENCH_N=10000000 make bench`).
 
@@ -527,6 +528,13 @@ fn main() {
          ALTER TABLE issue_attribute DROP CONSTRAINT issue_attribute_issue_fk",
     );
     let mut copy_rounds: Vec<CopyRound> = Vec::new();
+    // Seconds per round, for stderr and the JSON.
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     for (t, table, _) in TABLES {
         let file = data.join(format!("CED04-01{t}.PIP"));
         let layout = FileType::from_file_name(&file.display().to_string())
@@ -589,16 +597,11 @@ fn main() {
                 .push(binary_copy(&pg, "copyphase", layout, &bin, Via::Server));
         }
         let _ = std::fs::remove_file(&bin);
-        let ms = |v: &[f64]| {
-            v.iter()
-                .map(|x| format!("{:.0}", x * 1e3))
-                .collect::<Vec<_>>()
-        };
         eprintln!(
-            "COPY phase {table}, ms per round: loader {:?}, psql \\copy {:?}, server {:?}",
-            ms(&r.loader),
-            ms(&r.client),
-            ms(&r.server)
+            "COPY phase {table}, seconds per round: loader [{}], psql \\copy [{}], server [{}]",
+            list(&r.loader),
+            list(&r.client),
+            list(&r.server)
         );
         copy_rounds.push(r);
     }
@@ -695,12 +698,6 @@ fn main() {
     md.push_str(
         "\n| COPY phase, fastest of interleaved rounds | rows | rounds | loader read+parse+copy s | psql \\copy of the binary rows s | server binary COPY s | loader / server | psql \\copy / server | loader / psql \\copy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x:.3}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
     for r in &copy_rounds {
         let (l, c, s) = (fastest(&r.loader), fastest(&r.client), fastest(&r.server));
         let ratio = |a: f64, b: f64| a / b.max(1e-9);

@@ -212,14 +212,14 @@ pub fn keys_sort_bytewise(l: &Layout) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT (SELECT bool_and(CASE WHEN a.attcollation = 100 \
+        "SELECT bool_and(CASE WHEN a.attcollation = 100 \
               THEN d.datcollate IN ('C', 'POSIX') \
                    AND coalesce(to_jsonb(d) ->> 'datlocprovider', 'c') = 'c' \
               ELSE c.collname IN ('C', 'POSIX') AND c.collprovider = 'c' END) \
           FROM pg_attribute a \
           LEFT JOIN pg_collation c ON c.oid = a.attcollation \
           CROSS JOIN (SELECT * FROM pg_database WHERE datname = current_database()) d \
-          WHERE a.attrelid = '{table}'::regclass AND a.attname IN ({keys}))",
+          WHERE a.attrelid = '{table}'::regclass AND a.attname IN ({keys})",
         table = l.table
     )
 }
