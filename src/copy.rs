@@ -444,6 +444,13 @@ fn produce_records<R: Read, O: Chunks>(
                 }
                 if !sending {
                     out.truncate(0);
+                    // Reading on only to report the rest of the problems; if nobody is
+                    // left to report them to (the COPY failed mid-stream), stop: the rest of
+                    // a 3 GB file is minutes of reading and hashing for nothing.
+                    if tx.is_closed() {
+                        p.abandoned = true;
+                        break;
+                    }
                 }
                 if O::KEEPS && out.len() >= send_at {
                     if tx.blocking_send(out.take()).is_err() {
@@ -507,6 +514,31 @@ mod tests {
     }
 
     const GOOD: &str = "00123A|1|ACME CORP||||||||C|A||A|NY|2024-01-15";
+
+    #[test]
+    fn bad_data_stops_being_read_once_the_consumer_has_gone() {
+        let mut input = String::from("BAD\n");
+        for _ in 0..10_000 {
+            input.push_str(GOOD);
+            input.push('\n');
+        }
+        input.push_str("999999|END\n");
+        let (tx, rx) = mpsc::channel(1024);
+        drop(rx);
+        let p = produce(
+            input.as_bytes(),
+            &ISSUER,
+            ParseOptions::default(),
+            tx,
+            &|_, _| {},
+        );
+        assert!(p.abandoned, "{p:?}");
+        assert!(p.records < 100, "read on to record {}", p.records);
+        // With the consumer there, the same input is read to the end for its problems.
+        let (p, _) = run(input.as_bytes(), ParseOptions::default());
+        assert!(!p.abandoned);
+        assert_eq!(p.records, 10_001);
+    }
 
     #[test]
     fn chunks_start_small_and_double_up_to_the_full_size() {
