@@ -7,8 +7,14 @@
 
 use std::io::{self, Read};
 
-/// Bytes requested from the source per read.
+/// Bytes requested from the source per read, once past the first few ([`FIRST_READ`]).
 pub const CHUNK: usize = 1 << 20;
+
+/// Bytes requested by the first read; each next read asks for twice as many, up to
+/// [`CHUNK`]. Until the first rows are parsed, encoded and sent, the server's COPY waits:
+/// a first read of a whole chunk (copied, and hashed by [`crate::source::Fingerprint`],
+/// into pages touched for the first time) kept it waiting about a millisecond.
+pub const FIRST_READ: usize = 64 * 1024;
 
 /// The longest line accepted. A real record is at most a few KB (53 fields of ≤ 60
 /// characters); anything far longer is not a PIP record, and refusing it keeps memory bounded
@@ -61,6 +67,8 @@ pub struct RecordReader<R> {
     max_line: usize,
     /// A line ending in 0x1A, copied out while the reader looks past it.
     held: Vec<u8>,
+    /// The most the next read asks for: [`FIRST_READ`], doubling.
+    read_at_most: usize,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -80,6 +88,7 @@ impl<R: Read> RecordReader<R> {
             trailer_line: None,
             max_line,
             held: Vec::new(),
+            read_at_most: FIRST_READ,
         }
     }
 
@@ -118,8 +127,12 @@ impl<R: Read> RecordReader<R> {
             let grown = (self.buf.len() * 2).min(self.max_line.max(self.buf.len() + 1));
             self.buf.resize(grown, 0);
         }
+        let until = self
+            .buf
+            .len()
+            .min(self.end.saturating_add(self.read_at_most));
         loop {
-            match self.src.read(&mut self.buf[self.end..]) {
+            match self.src.read(&mut self.buf[self.end..until]) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(false);
@@ -127,6 +140,7 @@ impl<R: Read> RecordReader<R> {
                 Ok(n) => {
                     self.end += n;
                     self.offset += n as u64;
+                    self.read_at_most = self.read_at_most.saturating_mul(2);
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -618,6 +632,51 @@ impl Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A source that notes how many bytes each read asked for.
+    struct Asks<'a> {
+        data: &'a [u8],
+        asked: Vec<usize>,
+    }
+
+    impl Read for Asks<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.asked.push(buf.len());
+            self.data.read(buf)
+        }
+    }
+
+    #[test]
+    fn the_first_read_is_small_and_reads_double_up_to_a_chunk() {
+        let line = b"00123A|1|ACME CORP||||||||C|A||A|NY|2024-01-15\n";
+        let lines = 8 * CHUNK / line.len();
+        let data: Vec<u8> = line
+            .iter()
+            .copied()
+            .cycle()
+            .take(lines * line.len())
+            .collect();
+        let mut r = RecordReader::new(Asks {
+            data: &data,
+            asked: Vec::new(),
+        });
+        let mut records = 0;
+        while let Next::Record { .. } = r.next_record().unwrap_or(Next::End) {
+            records += 1;
+        }
+        assert_eq!(records, lines);
+        let asked = &r.src.asked;
+        assert_eq!(asked[0], FIRST_READ, "{asked:?}");
+        // Each read asks for at most twice the last, less the unread tail kept.
+        for w in asked.windows(2).take(4) {
+            assert!(w[1] <= 2 * w[0] && w[1] > w[0], "{asked:?}");
+        }
+        assert!(asked.iter().all(|&a| a <= CHUNK), "{asked:?}");
+        assert!(
+            asked[6..].iter().all(|&a| a > CHUNK - line.len()),
+            "{asked:?}"
+        );
+    }
 
     /// Reads everything with a tiny chunk size so records straddle chunk boundaries.
     fn all(input: &[u8], chunk: usize) -> Result<(Vec<(u64, String)>, bool), ShapeError> {
