@@ -515,14 +515,20 @@ mod tests {
 
     const GOOD: &str = "00123A|1|ACME CORP||||||||C|A||A|NY|2024-01-15";
 
-    #[test]
-    fn bad_data_stops_being_read_once_the_consumer_has_gone() {
-        let mut input = String::from("BAD\n");
-        for _ in 0..10_000 {
+    /// `head`, then `records` copies of [`GOOD`], then the trailer.
+    fn file_of(head: &str, records: usize) -> String {
+        let mut input = String::from(head);
+        for _ in 0..records {
             input.push_str(GOOD);
             input.push('\n');
         }
         input.push_str("999999|END\n");
+        input
+    }
+
+    #[test]
+    fn bad_data_stops_being_read_once_the_consumer_has_gone() {
+        let input = file_of("BAD\n", 10_000);
         let (tx, rx) = mpsc::channel(1024);
         drop(rx);
         let p = produce(
@@ -542,12 +548,7 @@ mod tests {
 
     #[test]
     fn chunks_start_small_and_double_up_to_the_full_size() {
-        let mut input = String::new();
-        for _ in 0..60_000 {
-            input.push_str(GOOD);
-            input.push('\n');
-        }
-        input.push_str("999999|END\n");
+        let input = file_of("", 60_000);
         let (tx, mut rx) = mpsc::channel(1024);
         let p = produce(
             input.as_bytes(),
