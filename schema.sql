@@ -277,7 +277,27 @@ CREATE TABLE IF NOT EXISTS issue_attribute (
         FOREIGN KEY (offering_amount_code) REFERENCES ref_offering_amount_code (code)
 );
 
--- Indexes the query side uses.
+-- Full-text search: one vector per master table over its text columns (src/layout.rs,
+-- `search`), English configuration. A stored generated column: PostgreSQL computes it as each
+-- row is written (COPY, INSERT, UPDATE alike), with no trigger call per row and no pass that
+-- rewrites rows afterwards. Added after the table so that it is the last column, as in a
+-- database built by the old service (which fills the same column with a trigger; the loader
+-- leaves such a column and its trigger as they are). `--init-schema` adds it only to an empty
+-- table: on one with rows it would rewrite the table (see `--rewrite-tables`).
+ALTER TABLE issuer ADD COLUMN IF NOT EXISTS search_vector tsvector
+    GENERATED ALWAYS AS (to_tsvector('english',
+        coalesce(issuer_name_1, '') || ' ' || coalesce(issuer_name_2, '') || ' ' ||
+        coalesce(issuer_name_3, '') || ' ' || coalesce(issuer_sort_key, ''))) STORED;
+ALTER TABLE issue ADD COLUMN IF NOT EXISTS search_vector tsvector
+    GENERATED ALWAYS AS (to_tsvector('english',
+        coalesce(issue_desc_1, '') || ' ' || coalesce(issue_desc_2, '') || ' ' ||
+        coalesce(issue_adl_1, '') || ' ' || coalesce(issue_adl_2, ''))) STORED;
+ALTER TABLE issue_attribute ADD COLUMN IF NOT EXISTS search_vector tsvector
+    GENERATED ALWAYS AS (to_tsvector('english',
+        coalesce(ticker_symbol, '') || ' ' || coalesce(underwriter, ''))) STORED;
+
+-- Indexes the query side uses. `--init-schema` skips one when the table already has an index
+-- of the same kind on the same columns under another name (the old service's idx_* names).
 CREATE INDEX IF NOT EXISTS issuer_status_idx     ON issuer (issuer_status);
 CREATE INDEX IF NOT EXISTS issuer_type_idx       ON issuer (issuer_type);
 CREATE INDEX IF NOT EXISTS issuer_state_code_idx ON issuer (issuer_state_code);
@@ -287,6 +307,9 @@ CREATE INDEX IF NOT EXISTS issue_dated_date_idx    ON issue (dated_date);
 CREATE INDEX IF NOT EXISTS issue_attribute_currency_code_idx ON issue_attribute (currency_code);
 CREATE INDEX IF NOT EXISTS issue_attribute_domicile_code_idx ON issue_attribute (domicile_code);
 CREATE INDEX IF NOT EXISTS issue_attribute_ticker_symbol_idx ON issue_attribute (ticker_symbol);
+CREATE INDEX IF NOT EXISTS issuer_search_idx          ON issuer USING gin (search_vector);
+CREATE INDEX IF NOT EXISTS issue_search_idx           ON issue USING gin (search_vector);
+CREATE INDEX IF NOT EXISTS issue_attribute_search_idx ON issue_attribute USING gin (search_vector);
 
 COMMENT ON TABLE issuer IS
     'CUSIP issuers, one row per 6-character issuer number (PIP file CED{MM-DD}R.PIP; last record of the day wins).';
@@ -306,6 +329,7 @@ COMMENT ON COLUMN issuer.issuer_del_date IS 'Date the issuer was deleted/suspend
 COMMENT ON COLUMN issuer.issuer_transaction IS 'Last transaction applied to the issuer, see ref_issuer_transaction.';
 COMMENT ON COLUMN issuer.issuer_state_code IS 'Two-letter state code of the issuer.';
 COMMENT ON COLUMN issuer.issuer_update_date IS 'Date CUSIP last updated the issuer record.';
+COMMENT ON COLUMN issuer.search_vector IS 'Full-text search vector (english) over the name segments and sort key; computed by PostgreSQL.';
 
 COMMENT ON TABLE issue IS
     'CUSIP issues, one row per issuer number + 2-character issue number (PIP file CED{MM-DD}E.PIP; last record of the day wins).';
@@ -326,6 +350,7 @@ COMMENT ON COLUMN issue.rate IS 'Coupon rate in percent.';
 COMMENT ON COLUMN issue.govt_stimulus_program IS 'Government stimulus program code, see ref_govt_stimulus_program.';
 COMMENT ON COLUMN issue.issue_transaction IS 'Last transaction applied to the issue, see ref_issue_transaction.';
 COMMENT ON COLUMN issue.issue_update_date IS 'Date CUSIP last updated the issue record.';
+COMMENT ON COLUMN issue.search_vector IS 'Full-text search vector (english) over the description and the first two additional-information segments; computed by PostgreSQL.';
 
 COMMENT ON TABLE issue_attribute IS
     'Additional attributes of CUSIP issues, at most one row per issue (PIP file CED{MM-DD}A.PIP; last record of the day wins).';
@@ -339,6 +364,7 @@ COMMENT ON COLUMN issue_attribute.where_traded IS 'Where the issue is traded.';
 COMMENT ON COLUMN issue_attribute.sale_type IS 'Municipal sale type code, see ref_sale_type.';
 COMMENT ON COLUMN issue_attribute.offering_amount IS 'Offering amount in the unit given by offering_amount_code (v_issue_attribute.offering_amount_full has the full amount).';
 COMMENT ON COLUMN issue_attribute.offering_amount_code IS 'Unit of offering_amount (K/M/B), see ref_offering_amount_code.';
+COMMENT ON COLUMN issue_attribute.search_vector IS 'Full-text search vector (english) over the ticker symbol and underwriter; computed by PostgreSQL.';
 
 ------------------------------------------------------------------------------------------------
 -- Load journal: one row per file load attempt
@@ -387,46 +413,49 @@ COMMENT ON COLUMN load_journal.status IS 'loaded | failed | interrupted | alread
 COMMENT ON COLUMN load_journal.error IS 'Error message of a failed or interrupted attempt.';
 COMMENT ON COLUMN load_journal.loader_version IS 'cusip-loader version that made the attempt.';
 
+
 ------------------------------------------------------------------------------------------------
--- Views people query (PostgREST or SQL)
+-- Views people query (PostgREST or SQL): the old service's query contract, column for column
+-- (shared/old-service-contract.md; README, "Views, search and PostgREST").
 --
--- Segmented texts are glued with CONCAT (NULL segments count as empty, no separators: the
--- segments are consecutive pieces of one text), then trimmed; an all-NULL/blank result is NULL.
--- Each view reads the base tables directly so that none depends on another view.
+-- Segmented texts are glued with concat (a NULL segment counts as empty; no separators: the
+-- segments are consecutive pieces of one text), then trimmed of outer spaces: never NULL, ''
+-- when every segment is empty. cusip is concat(issuer_num, issue_num, issue_check). Code
+-- descriptions come from LEFT JOINs. Each view reads the base tables directly, so that none
+-- depends on another view. `--init-schema` leaves a view that already answers this way as it
+-- is, and replaces one that does not only when nothing else depends on it.
 ------------------------------------------------------------------------------------------------
 
 CREATE OR REPLACE VIEW v_issuer AS
 SELECT
     r.issuer_num,
     r.issuer_check,
-    NULLIF(btrim(CONCAT(r.issuer_name_1, r.issuer_name_2, r.issuer_name_3)), '')
-        AS issuer_name,
-    NULLIF(btrim(CONCAT(r.issuer_adl_1, r.issuer_adl_2, r.issuer_adl_3, r.issuer_adl_4)), '')
+    btrim(concat(r.issuer_name_1, r.issuer_name_2, r.issuer_name_3)) AS issuer_name,
+    btrim(concat(r.issuer_adl_1, r.issuer_adl_2, r.issuer_adl_3, r.issuer_adl_4))
         AS issuer_additional_info,
     r.issuer_sort_key,
     r.issuer_type,
-    rt.description AS issuer_type_desc,
+    ty.description AS issuer_type_desc,
     r.issuer_status,
-    rs.description AS issuer_status_desc,
+    st.description AS issuer_status_desc,
     r.issuer_del_date,
     r.issuer_transaction,
-    rx.description AS issuer_transaction_desc,
+    tx.description AS issuer_transaction_desc,
     r.issuer_state_code,
     r.issuer_update_date
 FROM issuer r
-LEFT JOIN ref_issuer_type        rt ON rt.code = r.issuer_type
-LEFT JOIN ref_issuer_status      rs ON rs.code = r.issuer_status
-LEFT JOIN ref_issuer_transaction rx ON rx.code = r.issuer_transaction;
+LEFT JOIN ref_issuer_type        ty ON ty.code = r.issuer_type
+LEFT JOIN ref_issuer_status      st ON st.code = r.issuer_status
+LEFT JOIN ref_issuer_transaction tx ON tx.code = r.issuer_transaction;
 
 CREATE OR REPLACE VIEW v_issue AS
 SELECT
-    i.issuer_num || i.issue_num || i.issue_check AS cusip,
     i.issuer_num,
     i.issue_num,
+    concat(i.issuer_num, i.issue_num, i.issue_check) AS cusip,
     i.issue_check,
-    NULLIF(btrim(CONCAT(i.issue_desc_1, i.issue_desc_2)), '')
-        AS issue_description,
-    NULLIF(btrim(CONCAT(i.issue_adl_1, i.issue_adl_2, i.issue_adl_3, i.issue_adl_4)), '')
+    btrim(concat(i.issue_desc_1, i.issue_desc_2)) AS issue_description,
+    btrim(concat(i.issue_adl_1, i.issue_adl_2, i.issue_adl_3, i.issue_adl_4))
         AS issue_additional_info,
     i.issue_status,
     st.description AS issue_status_desc,
@@ -441,13 +470,14 @@ SELECT
     i.issue_update_date
 FROM issue i
 LEFT JOIN ref_issue_status          st ON st.code = i.issue_status
-LEFT JOIN ref_govt_stimulus_program gs ON gs.code = i.govt_stimulus_program
-LEFT JOIN ref_issue_transaction     tx ON tx.code = i.issue_transaction;
+LEFT JOIN ref_issue_transaction     tx ON tx.code = i.issue_transaction
+LEFT JOIN ref_govt_stimulus_program gs ON gs.code = i.govt_stimulus_program;
 
 CREATE OR REPLACE VIEW v_issue_attribute AS
 SELECT
     a.issuer_num,
     a.issue_num,
+    concat(a.issuer_num, a.issue_num) AS cusip_base,
     a.alternative_min_tax,
     a.bank_q,
     a.callable,
@@ -506,6 +536,7 @@ SELECT
         WHEN 'K' THEN a.offering_amount * 1000
         WHEN 'M' THEN a.offering_amount * 1000000
         WHEN 'B' THEN a.offering_amount * 1000000000
+        ELSE a.offering_amount
     END AS offering_amount_full
 FROM issue_attribute a
 LEFT JOIN ref_payment_frequency    pf ON pf.code = a.payment_frequency
@@ -514,44 +545,76 @@ LEFT JOIN ref_offering_amount_code oa ON oa.code = a.offering_amount_code;
 
 CREATE OR REPLACE VIEW v_security AS
 SELECT
-    i.issuer_num || i.issue_num || i.issue_check AS cusip,
+    concat(i.issuer_num, i.issue_num, i.issue_check) AS cusip,
     i.issuer_num,
     i.issue_num,
-    NULLIF(btrim(CONCAT(r.issuer_name_1, r.issuer_name_2, r.issuer_name_3)), '')
-        AS issuer_name,
-    NULLIF(btrim(CONCAT(i.issue_desc_1, i.issue_desc_2)), '')
-        AS issue_description,
+    i.issue_check,
+    btrim(concat(r.issuer_name_1, r.issuer_name_2, r.issuer_name_3)) AS issuer_name,
     r.issuer_type,
-    rt.description AS issuer_type_desc,
+    ty.description AS issuer_type_desc,
     r.issuer_status,
     rs.description AS issuer_status_desc,
+    r.issuer_state_code,
+    btrim(concat(i.issue_desc_1, i.issue_desc_2)) AS issue_description,
+    btrim(concat(i.issue_adl_1, i.issue_adl_2, i.issue_adl_3, i.issue_adl_4))
+        AS issue_additional_info,
     i.issue_status,
     st.description AS issue_status_desc,
-    i.rate,
     i.dated_date,
     i.maturity_date,
+    i.rate,
+    i.govt_stimulus_program,
+    gs.description AS govt_stimulus_program_desc,
+    a.ticker_symbol,
     a.currency_code,
     a.domicile_code,
-    a.ticker_symbol,
+    a.us_cfi_code,
+    a.iso_cfi,
+    a.payment_frequency,
+    pf.description AS payment_frequency_desc,
+    a.callable,
+    a.putable,
+    a.sinking_fund,
+    a.taxable,
+    a.alternative_min_tax,
+    a.bank_q,
+    a.depos_eligible,
+    a.form,
+    a.guarantee,
+    a.rate_type,
+    a.redemption,
     a.where_traded,
-    r.issuer_state_code
+    a.underwriter,
+    a.offering_amount,
+    a.offering_amount_code,
+    CASE a.offering_amount_code
+        WHEN 'K' THEN a.offering_amount * 1000
+        WHEN 'M' THEN a.offering_amount * 1000000
+        WHEN 'B' THEN a.offering_amount * 1000000000
+        ELSE a.offering_amount
+    END AS offering_amount_full,
+    a.activity_date,
+    a.first_coupon_date,
+    a.closing_date,
+    a.municipal_sale_date,
+    i.issue_update_date
 FROM issue i
 JOIN issuer r ON r.issuer_num = i.issuer_num
-LEFT JOIN issue_attribute   a  ON a.issuer_num = i.issuer_num AND a.issue_num = i.issue_num
-LEFT JOIN ref_issuer_type   rt ON rt.code = r.issuer_type
-LEFT JOIN ref_issuer_status rs ON rs.code = r.issuer_status
-LEFT JOIN ref_issue_status  st ON st.code = i.issue_status;
+LEFT JOIN issue_attribute           a  ON a.issuer_num = i.issuer_num AND a.issue_num = i.issue_num
+LEFT JOIN ref_issuer_type           ty ON ty.code = r.issuer_type
+LEFT JOIN ref_issuer_status         rs ON rs.code = r.issuer_status
+LEFT JOIN ref_issue_status          st ON st.code = i.issue_status
+LEFT JOIN ref_govt_stimulus_program gs ON gs.code = i.govt_stimulus_program
+LEFT JOIN ref_payment_frequency     pf ON pf.code = a.payment_frequency;
 
 CREATE OR REPLACE VIEW v_security_summary AS
 SELECT
-    i.issuer_num || i.issue_num || i.issue_check AS cusip,
-    NULLIF(btrim(CONCAT(r.issuer_name_1, r.issuer_name_2, r.issuer_name_3)), '')
-        AS issuer_name,
-    NULLIF(btrim(CONCAT(i.issue_desc_1, i.issue_desc_2)), '')
-        AS issue_description,
-    a.ticker_symbol AS ticker,
-    rt.description  AS issuer_type_desc,
-    st.description  AS issue_status_desc,
+    concat(i.issuer_num, i.issue_num, i.issue_check) AS cusip,
+    btrim(concat(r.issuer_name_1, r.issuer_name_2, r.issuer_name_3)) AS issuer_name,
+    btrim(concat(i.issue_desc_1, i.issue_desc_2)) AS issue_description,
+    a.ticker_symbol,
+    ty.description AS issuer_type,
+    st.description AS issue_status,
     i.rate,
     i.dated_date,
     i.maturity_date,
@@ -560,11 +623,72 @@ SELECT
 FROM issue i
 JOIN issuer r ON r.issuer_num = i.issuer_num
 LEFT JOIN issue_attribute  a  ON a.issuer_num = i.issuer_num AND a.issue_num = i.issue_num
-LEFT JOIN ref_issuer_type  rt ON rt.code = r.issuer_type
+LEFT JOIN ref_issuer_type  ty ON ty.code = r.issuer_type
 LEFT JOIN ref_issue_status st ON st.code = i.issue_status;
 
 COMMENT ON VIEW v_issuer IS 'Issuers with glued name/additional info and code descriptions.';
-COMMENT ON VIEW v_issue IS 'Issues with 9-character CUSIP, glued description/additional info and code descriptions.';
+COMMENT ON VIEW v_issue IS 'Issues with the 9-character CUSIP, glued description/additional info and code descriptions.';
 COMMENT ON VIEW v_issue_attribute IS 'Issue attributes with code descriptions and the full offering amount.';
 COMMENT ON VIEW v_security IS 'Issue joined to issuer and (when present) attributes: the columns people search on.';
-COMMENT ON VIEW v_security_summary IS 'One line per security: CUSIP, names, status, rate, dates, currency, where traded.';
+COMMENT ON VIEW v_security_summary IS 'One line per security: CUSIP, names, type and status descriptions, rate, dates, currency, where traded.';
+
+------------------------------------------------------------------------------------------------
+-- Search (PostgREST RPC /rpc/search_securities)
+--
+-- Every issue (with its issuer, and its attributes when present) whose issuer, issue or
+-- attribute vector matches plainto_tsquery('english', search_query). match_type names the
+-- first that matches in that order; rank is the greatest of the three ts_rank values (a
+-- missing attribute row counts 0); highest rank first, then by CUSIP.
+--
+-- SECURITY DEFINER, so that web_anon (which may read only the views and code tables) can
+-- call it; its search_path is fixed to the schema it is created in (`--init-schema` sets it,
+-- then FROM CURRENT records it) with pg_temp last, so no caller can put other objects in its
+-- way. The candidates come from each vector's GIN index, then are joined: no scan of the
+-- whole issue table per search.
+------------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION search_securities(search_query text)
+RETURNS TABLE (
+    cusip             varchar(9),
+    issuer_name       text,
+    issue_description text,
+    ticker_symbol     varchar(10),
+    underwriter       varchar(60),
+    match_type        text,
+    rank              real
+)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path FROM CURRENT
+AS $$
+WITH q AS (SELECT plainto_tsquery('english', search_query) AS q),
+hit AS (
+    SELECT i.issuer_num, i.issue_num
+      FROM q, issuer r JOIN issue i ON i.issuer_num = r.issuer_num
+     WHERE r.search_vector @@ q.q
+    UNION
+    SELECT i.issuer_num, i.issue_num FROM q, issue i WHERE i.search_vector @@ q.q
+    UNION
+    SELECT a.issuer_num, a.issue_num FROM q, issue_attribute a WHERE a.search_vector @@ q.q
+)
+SELECT
+    concat(i.issuer_num, i.issue_num, i.issue_check)::varchar(9),
+    btrim(concat(r.issuer_name_1, r.issuer_name_2, r.issuer_name_3)),
+    btrim(concat(i.issue_desc_1, i.issue_desc_2)),
+    a.ticker_symbol,
+    a.underwriter,
+    CASE
+        WHEN r.search_vector @@ q.q THEN 'issuer'
+        WHEN i.search_vector @@ q.q THEN 'issue'
+        WHEN a.search_vector @@ q.q THEN 'attribute'
+    END,
+    greatest(ts_rank(r.search_vector, q.q), ts_rank(i.search_vector, q.q),
+             coalesce(ts_rank(a.search_vector, q.q), 0))
+FROM q, hit h
+JOIN issue i ON i.issuer_num = h.issuer_num AND i.issue_num = h.issue_num
+JOIN issuer r ON r.issuer_num = i.issuer_num
+LEFT JOIN issue_attribute a ON a.issuer_num = i.issuer_num AND a.issue_num = i.issue_num
+ORDER BY 7 DESC, 1
+$$;
+
+COMMENT ON FUNCTION search_securities(text) IS
+    'Full-text search over issuers, issues and attributes (english); one row per matching issue, best rank first.';

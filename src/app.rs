@@ -338,7 +338,13 @@ async fn work(
     let client = slot.insert(db::connect(cfg).await?);
     db::check_encoding(client).await?;
     if args.init_schema {
-        schema::apply(client).await?;
+        schema::apply(
+            client,
+            schema::Options {
+                rewrite_tables: args.rewrite_tables,
+            },
+        )
+        .await?;
         tracing::info!("schema applied");
     }
     for (input, report) in inputs.iter().zip(reports.iter_mut()) {

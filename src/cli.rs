@@ -155,9 +155,16 @@ pub struct Args {
     #[arg(long, conflicts_with = "init_schema")]
     pub validate_only: bool,
 
-    /// Apply the embedded schema (idempotent) before loading; alone, only that.
+    /// Apply the embedded schema (idempotent) before loading; alone, only that. Also takes
+    /// over a database the old service built, in place (README: taking over).
     #[arg(long)]
     pub init_schema: bool,
+
+    /// With --init-schema: also make the changes that rewrite tables holding rows (key
+    /// columns to collation "C", so that loads compare in the loader; a generated
+    /// search_vector where a table has none). Locks each table until the commit.
+    #[arg(long, requires = "init_schema")]
+    pub rewrite_tables: bool,
 
     /// Database host name, IP address, or Unix socket directory.
     #[arg(

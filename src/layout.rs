@@ -167,6 +167,10 @@ pub struct Layout {
     pub table: &'static str,
     pub columns: &'static [Column],
     pub foreign_key: Option<ForeignKey>,
+    /// The text columns the table's full-text `search_vector` covers, in the order they are
+    /// joined (with a space between, NULL as empty) before `to_tsvector('english', …)`: the
+    /// old service's trigger and `schema.sql`'s generated column both compute exactly this.
+    pub search: &'static [&'static str],
 }
 
 impl Layout {
@@ -185,12 +189,29 @@ impl Layout {
     pub fn key_names(&self) -> Vec<&'static str> {
         self.key_columns().map(|c| c.name).collect()
     }
+
+    /// The SQL that computes the search vector from the row's columns, each prefixed with
+    /// `prefix` (`""` for the generated column, `"new."` for a trigger's body).
+    pub fn search_expression(&self, prefix: &str) -> String {
+        let parts: Vec<String> = self
+            .search
+            .iter()
+            .map(|c| format!("coalesce({prefix}{c}, '')"))
+            .collect();
+        format!("to_tsvector('english', {})", parts.join(" || ' ' || "))
+    }
 }
 
 pub static ISSUER: Layout = Layout {
     file_type: FileType::Issuer,
     table: "issuer",
     foreign_key: None,
+    search: &[
+        "issuer_name_1",
+        "issuer_name_2",
+        "issuer_name_3",
+        "issuer_sort_key",
+    ],
     columns: &[
         key("issuer_num", 6),
         v("issuer_check", 1),
@@ -218,6 +239,7 @@ pub static ISSUE: Layout = Layout {
         columns: &["issuer_num"],
         parent: "issuer",
     }),
+    search: &["issue_desc_1", "issue_desc_2", "issue_adl_1", "issue_adl_2"],
     columns: &[
         key("issuer_num", 6),
         key("issue_num", 2),
@@ -246,6 +268,7 @@ pub static ISSUE_ATTR: Layout = Layout {
         columns: &["issuer_num", "issue_num"],
         parent: "issue",
     }),
+    search: &["ticker_symbol", "underwriter"],
     columns: &[
         key("issuer_num", 6),
         key("issue_num", 2),

@@ -127,6 +127,8 @@ async fn load_in_transaction(
         tx.commit().await.map_err(|e| db::fail("committing", &e))?;
         return Ok(());
     }
+    // A trigger or rule the loader does not know could change what it writes.
+    crate::schema::guard::check(&tx, layout).await?;
     if opts.initial_load && direct_initial_load(&tx, input, layout, opts, report).await? {
         return commit(tx, report, started).await;
     }
