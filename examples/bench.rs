@@ -7,6 +7,12 @@
 //! time, rows/s, MB/s, the loader's peak RSS, WAL bytes and tuples written, prints one
 //! Markdown table and writes the same as JSON under target/bench/. It never fails on speed.
 //!
+//! Two variants measure what one thing costs the loader, each against the loader itself on
+//! the same files: the fresh date without the search vectors (`nosearch`), and the fresh date
+//! then the next day with keys in a language collation, as in a database the old service built
+//! (`langkeys`: compared in the database instead of in the loader). Both sides of every
+//! scenario have the search vectors of `schema.sql`.
+//!
 //! Then it times the COPY phase on its own, in interleaved rounds (at least 5, more for
 //! short phases; `BENCH_COPY_ROUNDS=N` fixes N): the loader's read+parse+copy, psql's
 //! `\copy` of the same rows already in binary COPY format, and the server's binary COPY of
@@ -22,6 +28,11 @@ use std::time::Instant;
 
 use cusip_loader::layout::FileType;
 use cusip_loader::merge;
+
+/// The variants that measure what one thing costs the loader.
+const NO_SEARCH: &str = "fresh, no search vectors";
+const LANG_FRESH: &str = "fresh, keys in a language collation";
+const LANG_NEXT: &str = "next day, keys in a language collation";
 
 const TABLES: [(&str, &str, &str); 3] = [
     ("R", "issuer", "issuer_num"),
@@ -288,16 +299,18 @@ fn reference_input(src: &Path, out: &Path) {
     }
 }
 
-fn reference_sql(table: &str, keys: &str, cols: &[String], file: &Path) -> String {
+fn reference_sql(table: &str, keys: &str, cols: &[&str], file: &Path) -> String {
     let set: Vec<String> = cols
         .iter()
-        .filter(|c| !keys.contains(c.as_str()))
+        .filter(|c| !keys.contains(**c))
         .map(|c| format!("{c} = EXCLUDED.{c}"))
         .collect();
+    // The file's columns only: the table's search_vector is computed by the server.
+    let list = cols.join(", ");
     format!(
-        "BEGIN;\nCREATE TEMP TABLE s (LIKE {table}) ON COMMIT DROP;\n\
+        "BEGIN;\nCREATE TEMP TABLE s ON COMMIT DROP AS SELECT {list} FROM {table} WITH NO DATA;\n\
          \\copy s FROM '{}' WITH (FORMAT csv, DELIMITER '|', QUOTE E'\\x01')\n\
-         INSERT INTO {table} SELECT * FROM s ON CONFLICT ({keys}) DO UPDATE SET {};\nCOMMIT;\n",
+         INSERT INTO {table} ({list}) SELECT {list} FROM s ON CONFLICT ({keys}) DO UPDATE SET {};\nCOMMIT;\n",
         file.display(),
         set.join(", ")
     )
@@ -348,10 +361,16 @@ fn main() {
     }
     let pg = start_cluster(&root.join("pg"));
     // loader: every scenario on the default (safe) path; initial: the fresh load again with
-    // --initial-load; reference: the textbook psql upsert.
-    for db in ["loader", "initial", "reference"] {
+    // --initial-load; reference: the textbook psql upsert; nosearch: the default path without
+    // the search vectors (what they cost); langkeys: keys in a language collation, as in a
+    // database the old service built (what comparing in the database costs).
+    for db in ["loader", "initial", "reference", "nosearch"] {
         pg.sql("postgres", &format!("CREATE DATABASE {db}"));
     }
+    pg.sql(
+        "postgres",
+        "CREATE DATABASE langkeys TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'",
+    );
     let env_loader = |c: &mut Command, db: &str| {
         c.env("CUSIP_DB_HOST", "127.0.0.1")
             .env("CUSIP_DB_PORT", pg.port.to_string())
@@ -360,43 +379,65 @@ fn main() {
             .env("RUST_LOG", "warn")
             .args(["--output", "json", "--no-progress"]);
     };
-    for db in ["loader", "initial"] {
+    for db in ["loader", "initial", "nosearch"] {
         let mut init = Command::new(&loader);
         env_loader(&mut init, db);
         timed(init.arg("--init-schema"));
     }
+    pg.sql(
+        "nosearch",
+        "ALTER TABLE issuer DROP COLUMN search_vector; ALTER TABLE issue DROP COLUMN search_vector; \
+         ALTER TABLE issue_attribute DROP COLUMN search_vector",
+    );
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.sql");
-    assert!(pg
-        .psql("reference")
-        .arg("-f")
-        .arg(&schema)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success());
+    let schema_text = std::fs::read_to_string(&schema).unwrap();
+    for (db, text) in [
+        ("reference", schema_text.clone()),
+        ("langkeys", schema_text.replace(" COLLATE \"C\"", "")),
+    ] {
+        let script = root.join(format!("schema-{db}.sql"));
+        std::fs::write(
+            &script,
+            format!("SET search_path = public, pg_temp;\n{text}"),
+        )
+        .unwrap();
+        assert!(pg
+            .psql(db)
+            .arg("-f")
+            .arg(&script)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success());
+    }
 
     let mut rows: Vec<(String, String, M, M)> = Vec::new();
     let mut phase_rows: Vec<PhaseRow> = Vec::new();
-    for (scenario, day, flag, db) in [
-        ("fresh", "04-01", None, "loader"),
+    // Scenario, date, flag, database, and the scenario whose reference run it is compared
+    // with (None: run the reference for it).
+    for (scenario, day, flag, db, same_reference) in [
+        ("fresh", "04-01", None, "loader", None),
         (
             "fresh --initial-load",
             "04-01",
             Some("--initial-load"),
             "initial",
+            Some("fresh"),
         ),
-        ("unchanged", "04-01", Some("--force"), "loader"),
-        ("next day", "04-02", None, "loader"),
+        ("unchanged", "04-01", Some("--force"), "loader", None),
+        ("next day", "04-02", None, "loader", None),
+        (NO_SEARCH, "04-01", None, "nosearch", Some("fresh")),
+        (LANG_FRESH, "04-01", None, "langkeys", Some("fresh")),
+        (LANG_NEXT, "04-02", None, "langkeys", Some("next day")),
     ] {
         for (t, table, keys) in TABLES {
             let file = data.join(format!("CED{day}{t}.PIP"));
             let bytes = std::fs::metadata(&file).unwrap().len();
             let records = count_records(&file);
-            let cols: Vec<String> = pg
-                .sql("reference", &format!("SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = '{table}'"))
-                .split(',')
-                .map(str::to_string)
-                .collect();
+            let cols = FileType::from_file_name(&file.display().to_string())
+                .expect("a PIP file name")
+                .layout()
+                .column_names();
             // loader
             let (start, xid) = (lsn(&pg, db), pg.sql(db, "SELECT txid_current()"));
             let mut c = Command::new(&loader);
@@ -430,10 +471,10 @@ fn main() {
                     "{table}: the default path and --initial-load give identical rows: {same}"
                 );
             }
-            // reference (the initial-load scenario is compared with the same fresh reference)
-            let r = if scenario == "fresh --initial-load" {
+            // reference (a variant of a scenario is compared with that scenario's reference run)
+            let r = if let Some(base) = same_reference {
                 rows.iter()
-                    .find(|(s, tb, _, _)| s == "fresh" && tb == table)
+                    .find(|(s, tb, _, _)| s == base && tb == table)
                     .map(|(_, _, _, r)| r.clone())
                     .unwrap_or_default()
             } else {
@@ -694,6 +735,34 @@ fn main() {
                 .collect::<Vec<_>>()
                 .join(","),
         ));
+    }
+    // What one thing costs the loader: the same files with it and without it.
+    md.push_str(
+        "\n| what it costs the loader | table | with s | without s | with / without |\n|---|---|---:|---:|---:|\n",
+    );
+    for (what, with, without) in [
+        ("search vectors (fresh, default path)", "fresh", NO_SEARCH),
+        (
+            "keys in a language collation (next day)",
+            LANG_NEXT,
+            "next day",
+        ),
+    ] {
+        for (_, table, _) in TABLES {
+            let secs = |scenario: &str| {
+                rows.iter()
+                    .find(|(s, t, _, _)| s == scenario && t == table)
+                    .map_or(0.0, |(_, _, l, _)| l.seconds)
+            };
+            let (a, b) = (secs(with), secs(without));
+            md.push_str(&format!(
+                "| {what} | {table} | {a:.2} | {b:.2} | {:.2} |\n",
+                a / b.max(1e-9)
+            ));
+            json.push(format!(
+                "{{\"cost_of\":\"{what}\",\"table\":\"{table}\",\"with_seconds\":{a:.3},\"without_seconds\":{b:.3}}}"
+            ));
+        }
     }
     md.push_str(
         "\n| COPY phase, fastest of interleaved rounds | rows | rounds | loader read+parse+copy s | psql \\copy of the binary rows s | server binary COPY s | loader / server | psql \\copy / server | loader / psql \\copy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",

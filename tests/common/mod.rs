@@ -309,10 +309,18 @@ pub struct Db {
 impl Db {
     /// A new empty database (no schema).
     pub fn empty(tag: &str) -> Db {
+        Db::empty_with(tag, "")
+    }
+
+    /// A new empty database created with `options` (e.g. its locale).
+    pub fn empty_with(tag: &str, options: &str) -> Db {
         let c = cluster();
         let name = format!("t_{}_{}", tag, COUNTER.fetch_add(1, Ordering::SeqCst));
         let db = Db::at(c, &name);
-        let out = psql_on("postgres", &format!("CREATE DATABASE {}", db.name));
+        let out = psql_on(
+            "postgres",
+            &format!("CREATE DATABASE {} {options}", db.name),
+        );
         assert!(
             out.status.success(),
             "{}",
@@ -366,6 +374,58 @@ impl Db {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a multi-statement script (one psql session, stop at the first error).
+    pub fn script(&self, sql: &str) {
+        use std::io::Write;
+        let mut child = psql_cmd(&self.bin, self.port, &self.name)
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "psql script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `pg_dump --schema-only`: equal dumps mean the schema did not change.
+    pub fn schema_dump(&self) -> String {
+        let out = Command::new(self.bin.join("pg_dump"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args(["--schema-only", "-d", &self.name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // pg_dump 15.x may emit a random \restrict key line; it is not schema.
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn count(&self, table: &str) -> u64 {
@@ -617,8 +677,10 @@ pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
         data.push(b'\n');
     }
     let exp = format!("expected_{table}");
+    let layout = layout_of(table);
+    let cols = layout.column_names().join(", ");
     db.sql(&format!(
-        "DROP TABLE IF EXISTS {exp}; CREATE TABLE {exp} (LIKE {table})"
+        "DROP TABLE IF EXISTS {exp}; CREATE TABLE {exp} AS SELECT {cols} FROM {table} WITH NO DATA"
     ));
     psql_stdin(
         &db.name,
@@ -626,13 +688,13 @@ pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
         &data,
     );
     let missing = db.sql(&format!(
-        "SELECT count(*) FROM (TABLE {exp} EXCEPT TABLE {table}) x"
+        "SELECT count(*) FROM (TABLE {exp} EXCEPT SELECT {cols} FROM {table}) x"
     ));
     let extra = db.sql(&format!(
-        "SELECT count(*) FROM (TABLE {table} EXCEPT TABLE {exp}) x"
+        "SELECT count(*) FROM (SELECT {cols} FROM {table} EXCEPT TABLE {exp}) x"
     ));
     let sample = db.sql(&format!(
-        "SELECT * FROM (TABLE {exp} EXCEPT TABLE {table}) x LIMIT 3"
+        "SELECT * FROM (TABLE {exp} EXCEPT SELECT {cols} FROM {table}) x LIMIT 3"
     ));
     assert_eq!(
         (missing.trim(), extra.trim()),
@@ -641,6 +703,37 @@ pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
     );
     assert_eq!(db.count(table), merged.len() as u64, "{table} row count");
     db.sql(&format!("DROP TABLE {exp}"));
+    assert_search_vectors_current(db, table);
+}
+
+/// The layout of a master table, by its name.
+pub fn layout_of(table: &str) -> &'static cusip_loader::layout::Layout {
+    cusip_loader::layout::FileType::ALL
+        .iter()
+        .map(|t| t.layout())
+        .find(|l| l.table == table)
+        .unwrap_or_else(|| panic!("{table} is not a master table"))
+}
+
+/// Every row's `search_vector` (where the table has one) is what its text columns give now:
+/// the vectors were kept current by every write.
+pub fn assert_search_vectors_current(db: &Db, table: &str) {
+    let has = db.sql(&format!(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = '{table}'::regclass \
+         AND attname = 'search_vector' AND NOT attisdropped"
+    ));
+    if has.trim() == "0" {
+        return;
+    }
+    let stale = db.sql(&format!(
+        "SELECT count(*) FROM {table} WHERE search_vector IS DISTINCT FROM {}",
+        layout_of(table).search_expression("")
+    ));
+    assert_eq!(
+        stale.trim(),
+        "0",
+        "{table}: rows whose search_vector is stale"
+    );
 }
 
 /// One line of the scorecard `make test-faults` prints: written by each scenario to
