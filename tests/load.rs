@@ -385,32 +385,7 @@ fn database_problems_have_their_own_exit_codes() {
 fn the_schema_applies_twice_without_change() {
     let db = Db::new("schema");
     assert_eq!(load(&db, &day("01-15")).0, 0);
-    let dump = |db: &Db| {
-        let c = cluster();
-        let out = Command::new(c.bin.join("pg_dump"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-p",
-                &c.port.to_string(),
-                "--no-comments",
-                "-d",
-                &db.name,
-            ])
-            .args(["--exclude-table-data", "load_journal"])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        // pg_dump 15.x may emit a random \restrict key line; it is not schema.
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let dump = |db: &Db| db.pg_dump(&["--no-comments", "--exclude-table-data", "load_journal"]);
     let before = dump(&db);
     let (code, _, err) = run(db.loader().arg("--init-schema"));
     assert_eq!(code, 0, "{err}");

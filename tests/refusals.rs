@@ -74,14 +74,6 @@ fn refused(db: &Db, mut cmd: Command, code: i32, needles: &[&str]) {
     assert_eq!(db.snapshot(), before, "a refused load changed the database");
 }
 
-/// After the rerun: both days, complete and exact.
-fn assert_both_days(db: &Db) {
-    let (d15, d16) = (day("01-15"), day("01-16"));
-    for (i, t) in MASTER.iter().enumerate() {
-        assert_table_matches(db, t, &[d15[i].clone(), d16[i].clone()]);
-    }
-}
-
 /// An application role with the documented grants, named after the database.
 fn app_role(db: &Db) -> String {
     let role = format!("app_{}", db.name);

@@ -288,13 +288,7 @@ fn an_old_service_database_is_taken_over_in_place_and_answers_unchanged() {
     // The next date loads (compared in the database: the keys are not "C"), exactly.
     let err = run_ok(db.loader().args(day("01-16")));
     assert!(err.contains("comparing in the database"), "{err}");
-    for (i, table) in MASTER.iter().enumerate() {
-        assert_table_matches(
-            &db,
-            table,
-            &[day("01-15")[i].clone(), day("01-16")[i].clone()],
-        );
-    }
+    assert_both_days(&db);
     // The old views answer as the loader's own definitions do; search as the old one does.
     loader_query_plane(&db, "loader");
     assert_views_answer_alike(&db, "public", "loader");
@@ -311,13 +305,7 @@ fn a_database_the_loader_builds_answers_consumers_as_the_old_one_does() {
     for d in ["01-15", "01-16"] {
         run_ok(db.loader().args(day(d)));
     }
-    for (i, table) in MASTER.iter().enumerate() {
-        assert_table_matches(
-            &db,
-            table,
-            &[day("01-15")[i].clone(), day("01-16")[i].clone()],
-        );
-    }
+    assert_both_days(&db);
     old_query_plane(&db, "oldsvc");
     assert_views_answer_alike(&db, "public", "oldsvc");
     assert_contract_values(&db);
@@ -378,13 +366,7 @@ fn every_load_path_gives_the_same_tables_and_vectors_in_both_kinds_of_database()
                 );
             }
         }
-        for (i, table) in MASTER.iter().enumerate() {
-            assert_table_matches(
-                &db,
-                table,
-                &[day("01-15")[i].clone(), day("01-16")[i].clone()],
-            );
-        }
+        assert_both_days(&db);
         // Sorted: the old database's keys sort by its language collation.
         let mut d: Vec<String> = MASTER
             .iter()
@@ -451,13 +433,7 @@ fn rewrite_tables_moves_the_keys_to_c_so_loads_compare_in_the_loader() {
     );
     assert!(!err.contains("do not use collation"), "{err}");
     run_ok(db.loader().args(day("01-16")));
-    for (i, table) in MASTER.iter().enumerate() {
-        assert_table_matches(
-            &db,
-            table,
-            &[day("01-15")[i].clone(), day("01-16")[i].clone()],
-        );
-    }
+    assert_both_days(&db);
     loader_query_plane(&db, "loader");
     assert_views_answer_alike(&db, "public", "loader");
     // Nothing left to rewrite.

@@ -571,11 +571,13 @@ pub fn plan(script: &[Statement], cat: &Catalog, opts: Options) -> Result<Plan, 
                 }
                 match &cat.function {
                     None => {}
-                    Some(f) if f.result != SEARCH_RESULT => return Err(refuse(format!(
+                    Some(f) if f.result != SEARCH_RESULT => {
+                        return Err(refuse(format!(
                         "{name}(text) exists and returns {}, not the contract's {SEARCH_RESULT}; \
                              rename or drop it; nothing was changed",
                         f.result
-                    ))),
+                    )))
+                    }
                     Some(f) if f.same => {
                         p.notes
                             .push(format!("{name}: as the loader defines it; kept as it is"));

@@ -402,6 +402,11 @@ impl Db {
 
     /// `pg_dump --schema-only`: equal dumps mean the schema did not change.
     pub fn schema_dump(&self) -> String {
+        self.pg_dump(&["--schema-only"])
+    }
+
+    /// `pg_dump` of this database with `args`.
+    pub fn pg_dump(&self, args: &[&str]) -> String {
         let out = Command::new(self.bin.join("pg_dump"))
             .args([
                 "-h",
@@ -411,7 +416,8 @@ impl Db {
                 "-p",
                 &self.port.to_string(),
             ])
-            .args(["--schema-only", "-d", &self.name])
+            .args(args)
+            .args(["-d", &self.name])
             .output()
             .unwrap();
         assert!(
@@ -419,7 +425,7 @@ impl Db {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // pg_dump 15.x may emit a random \restrict key line; it is not schema.
+        // pg_dump 15.x may emit a random \restrict key line; it is not content.
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -704,6 +710,14 @@ pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
     assert_eq!(db.count(table), merged.len() as u64, "{table} row count");
     db.sql(&format!("DROP TABLE {exp}"));
     assert_search_vectors_current(db, table);
+}
+
+/// Both sample days, 01-15 then 01-16, are in every master table, complete and exact.
+pub fn assert_both_days(db: &Db) {
+    let (d15, d16) = (day("01-15"), day("01-16"));
+    for (i, t) in MASTER.iter().enumerate() {
+        assert_table_matches(db, t, &[d15[i].clone(), d16[i].clone()]);
+    }
 }
 
 /// The layout of a master table, by its name.
