@@ -8,21 +8,6 @@ use clap::{Parser, ValueEnum};
 use crate::convert::Encoding;
 use crate::layout::FileType;
 
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0    everything was loaded
-  64   usage: bad arguments, or a file whose type cannot be told
-  65   data rejected: bad value, bad record, missing trailer, unknown code or foreign key
-  66   input not found or not readable
-  69   database unavailable at start (retry later)
-  70   internal error
-  75   connection lost or timed out during the load (retry later)
-  77   permission denied (authentication or grants)
-  78   configuration missing (e.g. the schema was never applied: --init-schema)
-  130  interrupted (SIGINT)
-  143  terminated (SIGTERM)
-Nothing is ever half-loaded: each file commits whole or not at all.";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// A table for people.
@@ -58,7 +43,7 @@ fn parse_encoding(s: &str) -> Result<Encoding, String> {
     name = "cusip-loader",
     version,
     about = "Loads CUSIP Global Services PIP files (issuer R.PIP, issue E.PIP, issue attribute A.PIP) into PostgreSQL",
-    after_help = EXIT_CODES
+    after_help = crate::error::Exit::help()
 )]
 pub struct Args {
     /// PIP files to load. They load in foreign-key order (issuer, issue, issue_attr)

@@ -502,14 +502,11 @@ mod tests {
         assert!(matches!(e, Stop::Master(Error::Internal(ref m)) if m.contains("middle of a row")));
 
         let (tx, rx) = mpsc::channel(4);
-        tx.try_send(Err(Error::Db {
-            message: "connection lost".into(),
-            exit: crate::error::Exit::TempFail,
-        }))
-        .unwrap();
+        tx.try_send(Err(Error::Transient("connection lost".into())))
+            .unwrap();
         let mut c = Comparer::new(2, rx, AbortOnDrop(None));
         let e = c.decide(&row("000001", "01", Some("a")), 1).unwrap_err();
-        assert!(matches!(e, Stop::Master(Error::Db { .. })));
+        assert!(matches!(e, Stop::Master(Error::Transient(_))));
 
         let (tx, rx) = mpsc::channel(4);
         tx.try_send(Ok(Bytes::from_static(b"NOTCOPY-------------")))

@@ -250,7 +250,7 @@ pub async fn connect(cfg: &DbConfig) -> Result<Client, Error> {
             }
             Err(e) => {
                 let mut err = connect_error(cfg, &e);
-                if let (Error::Db { message, .. }, true) = (&mut err, attempts > 1) {
+                if let (Some(message), true) = (err.message_mut(), attempts > 1) {
                     message.push_str(&format!(
                         " (gave up after {attempts} attempts in {:.0}s)",
                         start.elapsed().as_secs_f64()
@@ -342,13 +342,13 @@ fn connect_error(cfg: &DbConfig, e: &tokio_postgres::Error) -> Error {
             ),
         }
     };
-    Error::Db {
-        message: format!(
+    Error::with_exit(
+        exit,
+        format!(
             "cannot connect to {target} (sslmode={}): {text}{hint}",
             cfg.sslmode
         ),
-        exit,
-    }
+    )
 }
 
 /// Refuses databases that are not UTF-8: under SQL_ASCII the server counts `varchar(n)` in
@@ -455,7 +455,7 @@ pub fn fail(what: &str, e: &tokio_postgres::Error) -> Error {
             " (the connection to the database was lost; nothing was committed, rerun the load)",
         );
     }
-    Error::Db { message, exit }
+    Error::with_exit(exit, message)
 }
 
 #[cfg(test)]

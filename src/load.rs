@@ -185,15 +185,7 @@ async fn load_in_transaction(
             .map_err(|e| db::fail("starting the merge", &e))?;
     }
     if let Err(e) = merge(&tx, layout, opts, report, ascending).await {
-        if deferred_checks
-            && matches!(
-                e,
-                Error::Db {
-                    exit: Exit::DataErr,
-                    ..
-                }
-            )
-        {
+        if deferred_checks && matches!(e, Error::Refused(_)) {
             tx.batch_execute("ROLLBACK TO SAVEPOINT cusip_merge")
                 .await
                 .map_err(|e| db::fail("undoing the merge", &e))?;
@@ -364,14 +356,11 @@ async fn initial_load(
     let what = initial_what(layout);
     let failed = |e: tokio_postgres::Error| db::fail(&what, &e);
     let Some(recreate) = detach(tx, layout).await? else {
-        return Err(Error::Db {
-            message: format!(
-                "{} gained rows during the initial load from another writer; nothing was \
+        return Err(Error::Transient(format!(
+            "{} gained rows during the initial load from another writer; nothing was \
                  loaded, rerun to merge normally",
-                layout.table
-            ),
-            exit: crate::error::Exit::TempFail,
-        });
+            layout.table
+        )));
     };
     let inserted = tx
         .execute(merge::insert_all(layout, sorted).as_str(), &[])
@@ -422,10 +411,7 @@ async fn direct_initial_load(
     let t = Instant::now();
     match stream_copy(tx, input, layout, opts, report, Target::Master, None).await {
         Ok(_) => {}
-        Err(Error::Db {
-            message,
-            exit: Exit::DataErr,
-        }) => {
+        Err(Error::Refused(message)) => {
             undo(message).await?;
             report.phases.truncate(phases);
             return Ok(false);
@@ -705,10 +691,7 @@ async fn stream(
                 .get_ref()
                 .and_then(|i| i.downcast_ref::<crate::s3::StreamFailure>())
             {
-                Some(f) => Error::Db {
-                    message: f.message.clone(),
-                    exit: f.exit,
-                },
+                Some(f) => Error::with_exit(f.exit, f.message.clone()),
                 None => Error::NoInput(format!(
                     "{}: read failed after {} bytes: {e}",
                     input.source, produced.bytes
@@ -729,14 +712,11 @@ async fn stream(
     if let Some(digest) = digest {
         let first_read = report.fingerprint.get_or_insert_with(|| digest.clone());
         if *first_read != digest {
-            return Err(Error::Db {
-                message: format!(
+            return Err(Error::Transient(format!(
                     "{}: the file changed while it was being loaded (its sha256 differs from the one read first); \
                      nothing was loaded, rerun once it is complete",
                     input.source
-                ),
-                exit: crate::error::Exit::TempFail,
-            });
+                )));
         }
     }
     if !produced.problems.is_empty() {
@@ -788,7 +768,7 @@ pub async fn validate_file(
 /// A COPY failure, with the server's row number translated back to the file line.
 fn copy_failure(e: &tokio_postgres::Error, map: &LineMap, file: &str) -> Error {
     let mut err = db::fail("COPY into staging", e);
-    if let (Error::Db { message, .. }, Some(row)) = (&mut err, copy_row(e)) {
+    if let (Some(message), Some(row)) = (err.message_mut(), copy_row(e)) {
         if let Some(line) = map.line_of(row) {
             message.push_str(&format!(" (COPY row {row} is {file} line {line})"));
         }

@@ -5,7 +5,8 @@ use std::io::{self, IsTerminal, Write};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use cusip_loader::cli::{Args, LogFormat, OutputFormat, EXIT_CODES};
+use cusip_loader::cli::{Args, LogFormat, OutputFormat};
+use cusip_loader::error::Exit;
 use cusip_loader::{app, progress, report};
 
 fn main() {
@@ -14,7 +15,14 @@ fn main() {
         Err(e) => {
             let _ = e.print();
             // --help and --version are not errors.
-            std::process::exit(if e.use_stderr() { 64 } else { 0 });
+            std::process::exit(
+                if e.use_stderr() {
+                    Exit::Usage
+                } else {
+                    Exit::Ok
+                }
+                .code(),
+            );
         }
     };
     init_logging(args.log_format);
@@ -28,7 +36,7 @@ fn main() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(70);
+            std::process::exit(Exit::Software.code());
         }
     };
     let mut summary = runtime.block_on(app::run(args));
@@ -42,8 +50,8 @@ fn main() {
     let _ = written.and_then(|_| out.flush());
     if let Some(e) = &summary.error {
         eprintln!("error: {e}");
-        if summary.exit_code == 64 {
-            eprintln!("\n{EXIT_CODES}");
+        if summary.exit_code == Exit::Usage.code() {
+            eprintln!("\n{}", Exit::help());
         }
     }
     // Exit without waiting for the runtime: after a signal a parser thread may still be

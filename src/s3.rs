@@ -133,23 +133,17 @@ where
     match (code, st) {
         ("NoSuchBucket", _) => Error::NoInput(format!("S3 bucket {bucket} does not exist")),
         ("NoSuchKey", _) | (_, Some(404)) => Error::NoInput(format!("{what}: no such key")),
-        ("ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired", _) => Error::Db {
-            message: format!(
+        ("ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired", _) => Error::Denied(format!(
                 "{doing} {what}: the AWS credentials have expired ({code}); with an SSO profile run \
                  `aws sso login --profile {profile}`"
-            ),
-            exit: Exit::NoPerm,
-        },
-        ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled", _) | (_, Some(403)) => Error::Db {
-            message: format!(
+            )),
+        ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled", _) | (_, Some(403)) => Error::Denied(format!(
                 "{doing} {what}: access denied ({}). The loader needs s3:ListBucket on arn:aws:s3:::{bucket}, \
                  s3:GetObject on arn:aws:s3:::{bucket}/*, and kms:Decrypt on the key if the bucket uses \
                  SSE-KMS; a bucket in another account needs both its bucket policy and this role's \
                  policy to allow it",
                 if code.is_empty() { "HTTP 403" } else { code }
-            ),
-            exit: Exit::NoPerm,
-        },
+            )),
         ("PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException", _) | (_, Some(301)) => {
             let region = e
                 .raw_response()
@@ -164,25 +158,19 @@ where
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
                 let text = chain(e);
                 if text.to_ascii_lowercase().contains("credential") || text.to_ascii_lowercase().contains("token") {
-                    Error::Db {
-                        message: format!(
+                    Error::Denied(format!(
                             "{doing} {what}: no usable AWS credentials ({text}); set AWS_PROFILE (then \
                              `aws sso login --profile {profile}`), environment keys, or run with a task role"
-                        ),
-                        exit: Exit::NoPerm,
-                    }
+                        ))
                 } else {
-                    Error::Db {
-                        message: format!("{doing} {what}: S3 endpoint unreachable: {text}"),
-                        exit: Exit::TempFail,
-                    }
+                    Error::Transient(format!("{doing} {what}: S3 endpoint unreachable: {text}"))
                 }
             }
             SdkError::ConstructionFailure(_) => Error::Config(format!("{doing} {what}: {}", chain(e))),
-            _ => Error::Db {
-                message: format!("{doing} {what}: {}", describe(e)),
-                exit: if st.is_some_and(|s| s >= 500) { Exit::TempFail } else { Exit::Software },
-            },
+            _ => Error::with_exit(
+                if st.is_some_and(|s| s >= 500) { Exit::TempFail } else { Exit::Software },
+                format!("{doing} {what}: {}", describe(e)),
+            ),
         },
     }
 }

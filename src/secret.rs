@@ -10,7 +10,7 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use serde::Deserialize;
 
 use crate::db::DbConfig;
-use crate::error::{chain, Error, Exit};
+use crate::error::{chain, Error};
 
 /// RDS's secret shape. `port` is a number in RDS-made secrets and often a string in
 /// hand-made ones; both are accepted.
@@ -99,26 +99,14 @@ where
 {
     match e.code() {
         Some("ResourceNotFoundException") => Error::Config(format!("secret {arn} does not exist (CUSIP_DB_SECRET_ARN)")),
-        Some("AccessDeniedException" | "UnrecognizedClientException" | "InvalidSignatureException") => Error::Db {
-            message: format!(
+        Some("AccessDeniedException" | "UnrecognizedClientException" | "InvalidSignatureException") => Error::Denied(format!(
                 "reading secret {arn}: access denied ({}); the task role needs secretsmanager:GetSecretValue \
                  on it, and kms:Decrypt on its key if it uses a customer-managed key",
                 e.code().unwrap_or("")
-            ),
-            exit: Exit::NoPerm,
-        },
-        Some("DecryptionFailure") => Error::Db {
-            message: format!("reading secret {arn}: cannot decrypt it (kms:Decrypt on its key is needed)"),
-            exit: Exit::NoPerm,
-        },
-        Some(code) => Error::Db {
-            message: format!("reading secret {arn}: {code}: {}", e.message().unwrap_or("")),
-            exit: Exit::Config,
-        },
-        None => Error::Db {
-            message: format!("reading secret {arn}: Secrets Manager unreachable: {}", chain(e)),
-            exit: Exit::TempFail,
-        },
+            )),
+        Some("DecryptionFailure") => Error::Denied(format!("reading secret {arn}: cannot decrypt it (kms:Decrypt on its key is needed)")),
+        Some(code) => Error::Config(format!("reading secret {arn}: {code}: {}", e.message().unwrap_or(""))),
+        None => Error::Transient(format!("reading secret {arn}: Secrets Manager unreachable: {}", chain(e))),
     }
 }
 

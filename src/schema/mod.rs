@@ -41,10 +41,10 @@ fn failed(what: &str, e: &tokio_postgres::Error) -> Error {
         Exit::Config => " (nothing was changed)",
         _ => " (nothing was changed; rerun)",
     };
-    Error::Db {
-        message: format!("--init-schema: {what}: {}{hint}", db::chain(e)),
+    Error::with_exit(
         exit,
-    }
+        format!("--init-schema: {what}: {}{hint}", db::chain(e)),
+    )
 }
 
 /// Applies the schema in one transaction; idempotent. The lock keeps two loaders started

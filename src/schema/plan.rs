@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::catalog::{Catalog, ColumnInfo, ANON_ROLE};
 use super::guard;
 use super::script::{Object, Statement};
-use crate::error::{Error, Exit};
+use crate::error::Error;
 use crate::layout::{FileType, Kind, Layout};
 
 /// What `--init-schema` was asked to do beyond the default.
@@ -154,15 +154,12 @@ pub fn may_create(cat: &Catalog) -> Result<(), Error> {
     if cat.can_create {
         return Ok(());
     }
-    Err(Error::Db {
-        message: format!(
-            "--init-schema: role {} may not create objects in schema {}; the schema is applied by \
+    Err(Error::Denied(format!(
+        "--init-schema: role {} may not create objects in schema {}; the schema is applied by \
              its owner (run --init-schema as the owner, e.g. with --user or CUSIP_DB_USER); the \
              application role only loads",
-            cat.user, cat.schema
-        ),
-        exit: Exit::NoPerm,
-    })
+        cat.user, cat.schema
+    )))
 }
 
 /// Decides every step. `Err` is a refusal: nothing has been changed.
