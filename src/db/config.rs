@@ -1,0 +1,262 @@
+//! Where and as whom to connect, in one place.
+//!
+//! Every source of settings (flags, variables, a connection URL, the Secrets Manager secret)
+//! fills the same [`DbConfig`], so nothing after it needs to know where a setting came from.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::tls::SslMode;
+
+/// Where and as whom to connect. The password is never printed (see `Debug`).
+#[derive(Clone)]
+pub struct DbConfig {
+    /// A host name, an IP address, or a Unix socket directory (starting with `/`).
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: Option<String>,
+    pub connect_timeout: Duration,
+    pub sslmode: SslMode,
+    /// PEM bundle of the CAs to trust (the RDS global bundle in production).
+    pub sslrootcert: Option<PathBuf>,
+    /// How long to keep retrying a refused or reset connection at start.
+    pub connect_retry: Duration,
+    /// Session `lock_timeout`: bounds the wait for another loader's table lock.
+    pub lock_timeout: Duration,
+    /// Session `statement_timeout` (zero: none).
+    pub statement_timeout: Duration,
+}
+
+impl fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .finish()
+    }
+}
+
+/// Server settings for every load session, as `-c` options.
+///
+/// temp_buffers: the staging table is temporary, so it lives in this session's
+/// local buffers (8 MB by default); every check and the merge scan it, and at
+/// the default each scan goes back to the kernel. work_mem: the merge's hash
+/// joins and the key sort stay in memory. Both are per-session ceilings,
+/// allocated only as used (README, Performance). jit: the merge's 53-column
+/// comparison costs enough to trigger JIT compilation with optimisation, which
+/// took longer than it saved (4.4 s against 3.9 s at 1 M attribute rows).
+///
+/// Public so that `make bench` gives its own COPY into staging the same settings.
+pub const SESSION_SETTINGS: &str = "-c temp_buffers=256MB -c work_mem=64MB -c jit=off";
+
+impl DbConfig {
+    /// `user@host:port/dbname`, for messages.
+    pub fn display_target(&self) -> String {
+        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+    }
+
+    pub(super) fn pg_config(&self) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host(&self.host)
+            .port(self.port)
+            .dbname(&self.dbname)
+            .user(&self.user)
+            .application_name("cusip-loader")
+            .connect_timeout(self.connect_timeout)
+            .options(format!(
+                "{SESSION_SETTINGS} -c lock_timeout={}ms -c statement_timeout={}ms",
+                self.lock_timeout.as_millis(),
+                self.statement_timeout.as_millis()
+            ));
+        if let Some(p) = &self.password {
+            c.password(p);
+        }
+        c
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, Error> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(hex.ok_or_else(|| Error::Config("--database-url: bad %-escape".into()))?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| Error::Config("--database-url: %-escapes are not UTF-8".into()))
+}
+
+/// Applies a libpq-style URL, `postgresql://user:password@host:port/dbname?sslmode=…&sslrootcert=…`,
+/// to `cfg`: what the URL holds wins, what it leaves out keeps its flag, env or default.
+/// Parsed here (not passed through) so every setting has one meaning, whatever its source.
+pub fn apply_url(cfg: &mut DbConfig, url: &str) -> Result<(), Error> {
+    let bad = |why: &str| {
+        Error::Config(format!(
+            "--database-url: {why} (expected postgresql://user@host:port/dbname?sslmode=...)"
+        ))
+    };
+    let rest = url
+        .strip_prefix("postgresql://")
+        .or_else(|| url.strip_prefix("postgres://"))
+        .ok_or_else(|| bad("not a postgresql:// URL"))?;
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    if let Some(u) = userinfo {
+        let (user, pw) = u.split_once(':').map_or((u, None), |(a, b)| (a, Some(b)));
+        if !user.is_empty() {
+            cfg.user = percent_decode(user)?;
+        }
+        if let Some(pw) = pw {
+            cfg.password = Some(percent_decode(pw)?);
+        }
+    }
+    let (host, port) = if let Some(h) = hostport.strip_prefix('[') {
+        let (h, after) = h
+            .split_once(']')
+            .ok_or_else(|| bad("unclosed [ in the host"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if !host.is_empty() {
+        cfg.host = percent_decode(host)?;
+    }
+    if let Some(p) = port.filter(|p| !p.is_empty()) {
+        cfg.port = p.parse().map_err(|_| bad("the port is not a number"))?;
+    }
+    if !path.is_empty() {
+        cfg.dbname = percent_decode(path)?;
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v)?;
+        match k {
+            "sslmode" => {
+                cfg.sslmode =
+                    SslMode::from_name(&v).ok_or_else(|| bad(&format!("unknown sslmode {v:?}")))?
+            }
+            "sslrootcert" => cfg.sslrootcert = Some(PathBuf::from(v)),
+            "host" => cfg.host = v,
+            "port" => cfg.port = v.parse().map_err(|_| bad("the port is not a number"))?,
+            "dbname" => cfg.dbname = v,
+            "user" => cfg.user = v,
+            "password" => cfg.password = Some(v),
+            "connect_timeout" => {
+                cfg.connect_timeout = Duration::from_secs(
+                    v.parse()
+                        .map_err(|_| bad("connect_timeout is not a number"))?,
+                )
+            }
+            "application_name" => {}
+            other => return Err(bad(&format!("unsupported parameter {other:?}"))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::SslMode;
+
+    fn base() -> DbConfig {
+        DbConfig {
+            host: "localhost".into(),
+            port: 5432,
+            dbname: "cusip".into(),
+            user: "cusip_app".into(),
+            password: None,
+            connect_timeout: Duration::from_secs(15),
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
+            connect_retry: Duration::ZERO,
+            lock_timeout: Duration::ZERO,
+            statement_timeout: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn database_urls() {
+        let mut c = base();
+        apply_url(
+            &mut c,
+            "postgresql://loader:p%40ss@db.example.com:6432/sec_master?sslmode=verify-full&sslrootcert=/etc/rds.pem",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.user.as_str(), c.password.as_deref()),
+            ("loader", Some("p@ss"))
+        );
+        assert_eq!(
+            (c.host.as_str(), c.port, c.dbname.as_str()),
+            ("db.example.com", 6432, "sec_master")
+        );
+        assert_eq!(c.sslmode, SslMode::VerifyFull);
+        assert_eq!(
+            c.sslrootcert.as_deref(),
+            Some(std::path::Path::new("/etc/rds.pem"))
+        );
+        // What the URL leaves out keeps its value.
+        let mut c = base();
+        apply_url(&mut c, "postgres://db2").unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.dbname.as_str(), c.user.as_str()),
+            ("db2", 5432, "cusip", "cusip_app")
+        );
+        let mut c = base();
+        apply_url(&mut c, "postgresql://[::1]:5433/x?host=/var/run/postgresql").unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("/var/run/postgresql", 5433));
+        for bad in [
+            "mysql://x",
+            "postgresql://h:port/x",
+            "postgresql://h/x?sslmode=maybe",
+            "postgresql://h/x?bogus=1",
+        ] {
+            assert!(apply_url(&mut base(), bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c = DbConfig {
+            host: "h".into(),
+            port: 5432,
+            dbname: "d".into(),
+            user: "u".into(),
+            password: Some("s3cret-pw".into()),
+            connect_timeout: Duration::from_secs(1),
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
+            connect_retry: Duration::ZERO,
+            lock_timeout: Duration::ZERO,
+            statement_timeout: Duration::ZERO,
+        };
+        let shown = format!("{c:?} {}", c.display_target());
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
+    }
+}
