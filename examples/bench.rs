@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use cusip_loader::layout::FileType;
-use cusip_loader::merge;
+use cusip_loader::sql;
 
 /// The variants that measure what one thing costs the loader.
 const NO_SEARCH: &str = "fresh, no search vectors";
@@ -842,7 +842,7 @@ fn binary_copy(
             Via::Client => "\\copy",
             Via::Server => "COPY",
         },
-        merge::STAGE,
+        sql::STAGE,
         layout.column_names().join(", "),
         bin.display()
     );
@@ -850,7 +850,7 @@ fn binary_copy(
         .psql(db)
         .env("PGOPTIONS", cusip_loader::db::SESSION_SETTINGS)
         .args(["-c", "\\timing on", "-c", "BEGIN"])
-        .args(["-c", &merge::create_stage(layout)])
+        .args(["-c", &sql::create_stage(layout)])
         .args(["-c", &copy, "-c", "COMMIT"])
         .output()
         .expect("psql");

@@ -1,5 +1,6 @@
-//! Command-line arguments. Every database flag falls back to a `CUSIP_*` variable, so a
-//! scheduler can configure the binary by environment alone; flags always win.
+//! Command-line arguments, as clap reads them: flags, and the `CUSIP_*` variables behind
+//! them (a scheduler configures the binary by environment alone; flags always win). The
+//! rules between arguments are in `plan`.
 
 use std::path::PathBuf;
 
@@ -40,6 +41,7 @@ fn parse_encoding(s: &str) -> Result<Encoding, String> {
 
 #[derive(Debug, Parser)]
 #[command(
+    group(clap::ArgGroup::new("input").args(["files", "s3_key", "dir"]).multiple(false)),
     name = "cusip-loader",
     version,
     about = "Loads CUSIP Global Services PIP files (issuer R.PIP, issue E.PIP, issue attribute A.PIP) into PostgreSQL",
@@ -65,17 +67,27 @@ pub struct Args {
     pub allow_missing_trailer: bool,
 
     /// S3 bucket holding the files (with --s3-key, or with --date for a whole date).
-    #[arg(long, value_name = "BUCKET", help_heading = "Where the files are")]
+    #[arg(
+        long,
+        env = "CUSIP_S3_BUCKET",
+        value_name = "BUCKET",
+        help_heading = "Where the files are"
+    )]
     pub s3_bucket: Option<String>,
 
     /// One S3 object to load (type from its name unless --type).
     #[arg(long, value_name = "KEY", help_heading = "Where the files are")]
     pub s3_key: Option<String>,
 
-    /// Prefix the date's files are under [env CUSIP_S3_PREFIX; default: pif/]. With or
-    /// without the trailing slash.
-    #[arg(long, value_name = "PREFIX", help_heading = "Where the files are")]
-    pub s3_prefix: Option<String>,
+    /// Prefix the date's files are under, with or without the trailing slash.
+    #[arg(
+        long,
+        env = "CUSIP_S3_PREFIX",
+        value_name = "PREFIX",
+        default_value = "pif/",
+        help_heading = "Where the files are"
+    )]
+    pub s3_prefix: String,
 
     /// Load the date's R, E and A files (from --s3-bucket/--s3-prefix or --dir). Default:
     /// today in the TZ time zone.
@@ -90,6 +102,15 @@ pub struct Args {
     #[arg(long, help_heading = "Where the files are")]
     pub allow_missing: bool,
 
+    /// With no input on the command line: where the date's files are, `s3` (the bucket and
+    /// prefix) or `local` (the directory).
+    #[arg(long, env = "CUSIP_FILE_SOURCE", hide = true)]
+    pub file_source: Option<String>,
+
+    /// The directory for CUSIP_FILE_SOURCE=local (default /data/pif_files).
+    #[arg(long, env = "CUSIP_FILE_DIR", hide = true)]
+    pub file_dir: Option<PathBuf>,
+
     /// Load even if the journal says this exact file (path + sha256, or S3 URI + ETag) was
     /// already loaded successfully.
     #[arg(long)]
@@ -99,9 +120,8 @@ pub struct Args {
     /// the rows, rebuild the indexes and re-add (re-validate) the foreign keys, all in the
     /// load's one transaction. About 3x faster for a first load, but it locks the table
     /// against readers until commit and needs the role to own the tables (exit 77
-    /// otherwise). A table that already has rows is merged as usual. Env:
-    /// CUSIP_INITIAL_LOAD=true.
-    #[arg(long)]
+    /// otherwise). A table that already has rows is merged as usual.
+    #[arg(long, env = "CUSIP_INITIAL_LOAD", value_parser = clap::builder::BoolishValueParser::new())]
     pub initial_load: bool,
 
     /// AWS region of the bucket (else the standard AWS chain, else us-east-1).
@@ -117,9 +137,13 @@ pub struct Args {
     #[arg(long, value_name = "URL", help_heading = "S3")]
     pub s3_endpoint_url: Option<String>,
 
-    /// Path-style addressing, which local S3-compatible servers need
-    /// [env CUSIP_S3_FORCE_PATH_STYLE=true].
-    #[arg(long, help_heading = "S3")]
+    /// Path-style addressing, which local S3-compatible servers need.
+    #[arg(
+        long,
+        env = "CUSIP_S3_FORCE_PATH_STYLE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        help_heading = "S3"
+    )]
     pub s3_force_path_style: bool,
 
     /// Times one object's download may resume after breaking mid-stream.

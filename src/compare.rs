@@ -29,7 +29,7 @@ use tokio_postgres::Client;
 use crate::db::{self, DbConfig};
 use crate::error::Error;
 use crate::layout::Layout;
-use crate::merge;
+use crate::sql;
 
 /// Master chunks in flight between the reading task and the parser thread.
 const DEPTH: usize = 8;
@@ -269,7 +269,7 @@ pub async fn applies(
     // collation question is moot, and in a new session it costs 2.0-2.4 ms of catalog
     // lookups and planning against 0.5-0.9 ms for the emptiness alone (psql \timing).
     let empty: bool = tx
-        .query_one(merge::is_empty(layout).as_str(), &[])
+        .query_one(sql::is_empty(layout).as_str(), &[])
         .await
         .map_err(looking)?
         .get(0);
@@ -277,7 +277,7 @@ pub async fn applies(
         return Ok(false);
     }
     let bytewise: Option<bool> = tx
-        .query_one(merge::keys_sort_bytewise(layout).as_str(), &[])
+        .query_one(sql::keys_sort_bytewise(layout).as_str(), &[])
         .await
         .map_err(looking)?
         .get(0);
@@ -337,7 +337,7 @@ pub async fn open(
         .await
         .map_err(reading)?;
     let stream = reader
-        .copy_out(merge::copy_out_master(layout).as_str())
+        .copy_out(sql::copy_out_master(layout).as_str())
         .await
         .map_err(reading)?;
     let (chunks, rx) = mpsc::channel(DEPTH);

@@ -2,31 +2,41 @@
 
 use std::io::{self, IsTerminal, Write};
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+use clap::{CommandFactory, FromArgMatches};
 use cusip_loader::cli::{Args, LogFormat, OutputFormat};
 use cusip_loader::error::Exit;
+use cusip_loader::plan::{Given, Plan};
+use cusip_loader::report::Summary;
 use cusip_loader::{app, progress, report};
 
 fn main() {
-    let args = match Args::try_parse() {
+    let parsed = Args::command()
+        .try_get_matches()
+        .and_then(|m| Ok((Args::from_arg_matches(&m)?, Given::from_matches(&m))));
+    let (args, given) = match parsed {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
             // --help and --version are not errors.
-            std::process::exit(
-                if e.use_stderr() {
-                    Exit::Usage
-                } else {
-                    Exit::Ok
-                }
-                .code(),
-            );
+            let exit = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Ok
+            };
+            std::process::exit(exit.code());
         }
     };
     init_logging(args.log_format);
     let output = args.output;
+    let plan = match Plan::from_args(&args, &given, chrono::Local::now().date_naive()) {
+        Ok(p) => p,
+        Err(e) => finish(
+            output,
+            Summary::new(Vec::new(), e.exit(), Some(e.to_string())),
+        ),
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -39,9 +49,12 @@ fn main() {
             std::process::exit(Exit::Software.code());
         }
     };
-    let mut summary = runtime.block_on(app::run(args));
-    summary.peak_rss_mb = report::peak_rss_mb();
+    finish(output, runtime.block_on(app::run(plan)))
+}
 
+/// Prints the summary and the error, and exits with the summary's code.
+fn finish(output: OutputFormat, mut summary: Summary) -> ! {
+    summary.peak_rss_mb = report::peak_rss_mb();
     let mut out = io::stdout().lock();
     let written = match output {
         OutputFormat::Json => summary.write_json(&mut out),

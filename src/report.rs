@@ -98,6 +98,18 @@ impl FileReport {
     }
 }
 
+impl FileReport {
+    /// Records how long the file took, and the rate that makes over its bytes.
+    pub fn timed(&mut self, seconds: f64) {
+        self.seconds = seconds;
+        self.mb_per_s = if seconds > 0.0 {
+            self.bytes as f64 / 1e6 / seconds
+        } else {
+            0.0
+        };
+    }
+}
+
 /// Peak resident set size of this process in MB, from `/proc/self/status` (`VmHWM`).
 ///
 /// Read here rather than from `getrusage`: `ru_maxrss` carries over the high-water mark of

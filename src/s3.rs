@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::ChecksumMode;
 use aws_sdk_s3::Client;
@@ -31,13 +29,7 @@ pub struct S3Options {
 /// Builds a client from the standard chain (env keys, `AWS_PROFILE` incl. SSO, ECS task
 /// role, instance metadata); the SDK itself honours `AWS_ENDPOINT_URL(_S3)`.
 pub async fn client(opts: &S3Options) -> Client {
-    let region = RegionProviderChain::first_try(opts.region.clone().map(Region::new))
-        .or_default_provider()
-        .or_else(Region::from_static("us-east-1"));
-    let shared = aws_config::defaults(BehaviorVersion::latest())
-        .region(region)
-        .load()
-        .await;
+    let shared = crate::aws::config(opts.region.clone()).await;
     let mut b = aws_sdk_s3::config::Builder::from(&shared);
     if let Some(url) = &opts.endpoint_url {
         b = b.endpoint_url(url);
@@ -46,6 +38,11 @@ pub async fn client(opts: &S3Options) -> Client {
         b = b.force_path_style(true);
     }
     Client::from_conf(b.build())
+}
+
+/// The last part of a key or path: the file's name (`pif/CED01-15R.PIP` → `CED01-15R.PIP`).
+pub fn basename(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
 }
 
 /// `s3://bucket/key`, as reports and the journal show an object.

@@ -4,8 +4,6 @@
 //! the old service did. Nothing of its value is ever printed: errors name the secret's ARN
 //! and what is wrong with its shape, never its content.
 
-use aws_config::meta::region::RegionProviderChain;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use serde::Deserialize;
 
@@ -31,14 +29,7 @@ fn arn_region(arn: &str) -> Option<String> {
 
 /// Fetches the secret and applies it to `cfg`.
 pub async fn apply(cfg: &mut DbConfig, arn: &str, region: Option<String>) -> Result<(), Error> {
-    let region =
-        RegionProviderChain::first_try(region.or_else(|| arn_region(arn)).map(Region::new))
-            .or_default_provider()
-            .or_else(Region::from_static("us-east-1"));
-    let shared = aws_config::defaults(BehaviorVersion::latest())
-        .region(region)
-        .load()
-        .await;
+    let shared = crate::aws::config(region.or_else(|| arn_region(arn))).await;
     let client = aws_sdk_secretsmanager::Client::new(&shared);
     let out = client
         .get_secret_value()

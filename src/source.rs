@@ -94,7 +94,7 @@ impl Input {
         file_type: FileType,
         transfer: crate::s3::Transfer,
     ) -> Input {
-        let name = obj.key.rsplit('/').next().unwrap_or(&obj.key).to_string();
+        let name = crate::s3::basename(&obj.key).to_string();
         Input {
             name,
             source: crate::s3::uri(bucket, &obj.key),

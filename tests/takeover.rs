@@ -582,3 +582,34 @@ fn a_foreign_key_the_loader_did_not_expect_refuses_the_file_by_name() {
     assert!(err.contains("fk_currency"), "{err}");
     assert_eq!(db.snapshot(), before);
 }
+
+#[test]
+fn schema_sql_declares_every_master_column_as_the_layouts_do() {
+    use cusip_loader::layout::{FileType, Kind};
+    let db = Db::new("layout");
+    for t in FileType::ALL {
+        let l = t.layout();
+        let have = db.sql(&format!(
+            "SELECT attname || ' ' || format_type(atttypid, atttypmod) || \
+                    CASE WHEN attnotnull THEN ' not null' ELSE '' END \
+               FROM pg_attribute WHERE attrelid = '{}'::regclass AND attnum > 0 \
+                AND NOT attisdropped ORDER BY attnum",
+            l.table
+        ));
+        let mut want: Vec<String> = l
+            .columns
+            .iter()
+            .map(|c| {
+                let ty = match c.kind {
+                    Kind::Varchar(n) => format!("character varying({n})"),
+                    Kind::Date => "date".into(),
+                    Kind::Integer => "integer".into(),
+                    Kind::Numeric { precision, scale } => format!("numeric({precision},{scale})"),
+                };
+                format!("{} {ty}{}", c.name, if c.key { " not null" } else { "" })
+            })
+            .collect();
+        want.push("search_vector tsvector".into());
+        assert_eq!(have.lines().collect::<Vec<_>>(), want, "{}", l.table);
+    }
+}

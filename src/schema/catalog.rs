@@ -14,7 +14,7 @@ use super::script::{Object, Statement};
 use crate::db;
 use crate::error::Error;
 use crate::layout::FileType;
-use crate::merge;
+use crate::sql;
 
 /// The role PostgREST switches to for anonymous requests.
 pub const ANON_ROLE: &str = "web_anon";
@@ -257,7 +257,7 @@ impl Catalog {
             cat.triggers
                 .insert(l.table.to_string(), guard::from_rows(&rows));
             let empty: bool = tx
-                .query_one(merge::is_empty(l).as_str(), &[])
+                .query_one(sql::is_empty(l).as_str(), &[])
                 .await
                 .map_err(fail("rows"))?
                 .get(0);
@@ -265,7 +265,7 @@ impl Catalog {
                 cat.nonempty.insert(l.table.to_string());
             }
             let bytewise: Option<bool> = tx
-                .query_one(merge::keys_sort_bytewise(l).as_str(), &[])
+                .query_one(sql::keys_sort_bytewise(l).as_str(), &[])
                 .await
                 .map_err(fail("collations"))?
                 .get(0);

@@ -1,0 +1,340 @@
+//! Loading one file: lock, stage, check, merge, journal, commit — one transaction.
+//!
+//! Nothing touches a master table until every record has been parsed and checked, every
+//! key resolved and every foreign key and code found; then the merge writes, and the journal
+//! row commits with it. Any failure before the commit rolls everything back.
+//!
+//! Each stage is a module that returns what it produced ([`stream::Read`],
+//! [`stage::Staged`], [`checks::Checked`], [`merge::Merged`]); only [`load_file`] turns them
+//! into the report.
+
+mod checks;
+mod initial;
+mod journal;
+mod merge;
+mod stage;
+mod stream;
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+
+use crate::copy::ParseOptions;
+use crate::db::{self, DbConfig};
+use crate::error::Error;
+use crate::layout::Layout;
+use crate::report::{FileReport, Phase, Status};
+use crate::schema::LOCK_CLASS;
+use crate::source::Input;
+
+pub use journal::interrupted as journal_interrupted;
+
+use checks::Checked;
+use journal::Entry;
+use merge::Merged;
+use stream::{Read, Reading, Target};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    pub parse: ParseOptions,
+    pub progress: bool,
+    /// Load even when the journal says this identity was already loaded.
+    pub force: bool,
+    /// Use the initial-load path ([`initial`]) for a table that is empty.
+    pub initial_load: bool,
+}
+
+/// How an attempt that did not fail ended.
+enum Outcome {
+    AlreadyLoaded,
+    Loaded { checked: Checked, merged: Merged },
+}
+
+/// What an attempt got as far as, kept even when it fails: the report shows what was read
+/// and how long each stage took.
+#[derive(Default)]
+struct Trace {
+    read: Read,
+    phases: Vec<Phase>,
+}
+
+impl Trace {
+    fn phase(&mut self, name: &'static str, since: Instant) {
+        self.phases.push(Phase {
+            name,
+            seconds: since.elapsed().as_secs_f64(),
+        });
+    }
+}
+
+/// Loads one file. The report is filled in as far as the load got, whatever the outcome.
+/// With `compare_on`, a table that has rows is read on a second connection of that config
+/// and compared with the file in the loader ([`crate::compare`]).
+pub async fn load_file(
+    client: &mut Client,
+    compare_on: Option<&DbConfig>,
+    input: &Input,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+) -> Result<(), Error> {
+    let started = Utc::now();
+    let t0 = Instant::now();
+    let identity = identity(input).await?;
+    report.fingerprint = Some(identity.clone());
+    let mut trace = Trace::default();
+    let result = attempt(
+        client, compare_on, input, opts, &identity, started, &mut trace,
+    )
+    .await;
+    report.records = trace.read.records;
+    report.bytes = trace.read.bytes;
+    report.resumes = trace.read.resumes;
+    report.phases = trace.phases;
+    report.timed(t0.elapsed().as_secs_f64());
+    match &result {
+        Ok(Outcome::AlreadyLoaded) => {
+            report.status = Status::AlreadyLoaded;
+            report.bytes = input.size.unwrap_or(0);
+        }
+        Ok(Outcome::Loaded { checked, merged }) => {
+            report.status = Status::Loaded;
+            report.repeated = checked.repeated;
+            report.repeated_examples = checked.repeated_examples.clone();
+            report.inserted = merged.inserted;
+            report.updated = merged.updated;
+            report.unchanged = merged.unchanged;
+            report.initial_load = merged.initial_load;
+        }
+        Err(e) => {
+            report.status = Status::Failed;
+            report.error = Some(e.to_string());
+            // The failed attempt is journalled in its own transaction; the load's own
+            // transaction has rolled back (dropped). If the connection is gone, say so only.
+            if let Err(je) = journal::write(&*client, &Entry::of(report), started).await {
+                tracing::warn!(
+                    "could not record the failed attempt in load_journal: {}",
+                    db::chain(&je)
+                );
+            }
+        }
+    }
+    result.map(|_| ())
+}
+
+/// The identity known before reading: S3's ETag, or a local file's sha256 (one extra read,
+/// far cheaper than a load, and it lets a changed file be caught as it is read).
+async fn identity(input: &Input) -> Result<String, Error> {
+    Ok(match (input.etag(), input.local_path()) {
+        (Some(etag), _) => etag.to_string(),
+        (None, Some(path)) => {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || crate::source::sha256_file(&path))
+                .await
+                .map_err(|e| Error::Internal(format!("hashing failed: {e}")))??
+        }
+        (None, None) => String::new(),
+    })
+}
+
+async fn attempt(
+    client: &mut Client,
+    compare_on: Option<&DbConfig>,
+    input: &Input,
+    opts: &LoadOptions,
+    identity: &str,
+    started: DateTime<Utc>,
+    trace: &mut Trace,
+) -> Result<Outcome, Error> {
+    let layout: &'static Layout = input.file_type.layout();
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| db::fail("starting the transaction", &e))?;
+
+    // One loader per table at a time; a second one waits here for the first to commit.
+    let lock_id = input.file_type as i32 + 1;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, $2)",
+        &[&LOCK_CLASS, &lock_id],
+    )
+    .await
+    .map_err(|e| db::fail(&format!("waiting for the {} load lock", layout.table), &e))?;
+
+    // Checked under the lock, so of two loaders started together the second sees the first's
+    // journal row and skips: a rerun of a scheduler job is safe and quick.
+    let entry = |status, read: Read, checked: Option<&Checked>, merged: Option<&Merged>| Entry {
+        file: &input.name,
+        source: &input.source,
+        file_type: input.file_type.name(),
+        bytes: read.bytes,
+        fingerprint: Some(identity),
+        records: read.records,
+        inserted: merged.map_or(0, |m| m.inserted),
+        updated: merged.map_or(0, |m| m.updated),
+        unchanged: merged.map_or(0, |m| m.unchanged),
+        repeated: checked.map_or(0, |c| c.repeated),
+        status,
+        error: None,
+    };
+    if !opts.force && journal::already_loaded(&tx, &input.source, identity).await? {
+        tracing::info!(file = %input.source, fingerprint = %identity, "already loaded; skipping (--force reloads)");
+        let read = Read {
+            bytes: input.size.unwrap_or(0),
+            ..Read::default()
+        };
+        journal::write(
+            &tx,
+            &entry(Status::AlreadyLoaded, read, None, None),
+            started,
+        )
+        .await
+        .map_err(|e| db::fail("writing the load journal", &e))?;
+        tx.commit().await.map_err(|e| db::fail("committing", &e))?;
+        return Ok(Outcome::AlreadyLoaded);
+    }
+    // A trigger or rule the loader does not know could change what it writes.
+    crate::schema::guard::check(&tx, layout).await?;
+    let how = Reading {
+        parse: opts.parse,
+        progress: opts.progress,
+        expect_sha256: input.local_path().map(|_| identity),
+    };
+
+    let (checked, merged) = if opts.initial_load {
+        let (read, direct) = initial::direct(&tx, input, layout, how).await;
+        trace.read = read;
+        match direct? {
+            Some(d) => {
+                trace.phases.push(Phase {
+                    name: "read+parse+copy",
+                    seconds: d.copy_seconds,
+                });
+                trace.phases.push(Phase {
+                    name: "checks",
+                    seconds: d.rebuild_seconds,
+                });
+                let merged = Merged {
+                    inserted: read.records,
+                    initial_load: true,
+                    ..Merged::default()
+                };
+                (Checked::default(), merged)
+            }
+            None => staged_and_merged(&tx, compare_on, input, layout, how, opts, trace).await?,
+        }
+    } else {
+        staged_and_merged(&tx, compare_on, input, layout, how, opts, trace).await?
+    };
+
+    let t = Instant::now();
+    journal::write(
+        &tx,
+        &entry(Status::Loaded, trace.read, Some(&checked), Some(&merged)),
+        started,
+    )
+    .await
+    .map_err(|e| db::fail("writing the load journal", &e))?;
+    tx.commit().await.map_err(|e| db::fail("committing", &e))?;
+    trace.phase("commit", t);
+    Ok(Outcome::Loaded { checked, merged })
+}
+
+/// The staged path: stage (compared in the loader when it can be), check, merge.
+async fn staged_and_merged(
+    tx: &tokio_postgres::Transaction<'_>,
+    compare_on: Option<&DbConfig>,
+    input: &Input,
+    layout: &'static Layout,
+    how: Reading<'_>,
+    opts: &LoadOptions,
+    trace: &mut Trace,
+) -> Result<(Checked, Merged), Error> {
+    let t = Instant::now();
+    let (read, staged) = stage::stage(tx, compare_on, input, layout, how).await;
+    trace.read = read;
+    let staged = staged?;
+    trace.phase("read+parse+copy", t);
+    tracing::info!(file = %input.name, records = read.records, seconds = t.elapsed().as_secs_f64(), "staged");
+
+    let t = Instant::now();
+    let checked = checks::check(tx, input, layout, staged.ascending).await?;
+    trace.phase("checks", t);
+    tracing::info!(file = %input.name, repeated = checked.repeated, seconds = t.elapsed().as_secs_f64(), "checked");
+
+    let t = Instant::now();
+    // The checks left to the database's foreign keys happen during the merge; if one
+    // fails, the savepoint undoes the merge and the staged checks name the lines.
+    if checked.deferred {
+        tx.batch_execute("SAVEPOINT cusip_merge")
+            .await
+            .map_err(|e| db::fail("starting the merge", &e))?;
+    }
+    let distinct = read.records - checked.repeated;
+    let merged = match merge::merge(tx, layout, opts.initial_load, distinct, staged.ascending).await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            if checked.deferred && matches!(e, Error::Refused(_)) {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT cusip_merge")
+                    .await
+                    .map_err(|e| db::fail("undoing the merge", &e))?;
+                checks::find_misses(tx, input, layout, None).await?;
+            }
+            return Err(e);
+        }
+    };
+    if merged.unchanged + merged.updated + merged.inserted != distinct {
+        return Err(Error::Internal(format!(
+            "merge counts do not add up: {} unchanged + {} updated + {} inserted != {distinct} distinct keys",
+            merged.unchanged, merged.updated, merged.inserted
+        )));
+    }
+    trace.phase("merge", t);
+    tracing::info!(
+        file = %input.name,
+        inserted = merged.inserted,
+        updated = merged.updated,
+        unchanged = merged.unchanged,
+        seconds = t.elapsed().as_secs_f64(),
+        "merged"
+    );
+    Ok((checked, merged))
+}
+
+/// Parses and checks one file without any database: the same problems and exit codes as a
+/// load, except foreign keys and code-table membership, which only the database knows.
+pub async fn validate_file(
+    input: &Input,
+    opts: &LoadOptions,
+    report: &mut FileReport,
+) -> Result<(), Error> {
+    let t0 = Instant::now();
+    let how = Reading {
+        parse: opts.parse,
+        progress: opts.progress,
+        expect_sha256: None,
+    };
+    let (read, result) = stream::stream(
+        input,
+        input.file_type.layout(),
+        how,
+        None,
+        Target::Stage,
+        None,
+    )
+    .await;
+    report.records = read.records;
+    report.bytes = read.bytes;
+    report.resumes = read.resumes;
+    report.timed(t0.elapsed().as_secs_f64());
+    report.status = if result.is_ok() {
+        Status::Valid
+    } else {
+        Status::Failed
+    };
+    if let Err(e) = &result {
+        report.error = Some(e.to_string());
+    }
+    result.map(|_| ())
+}
