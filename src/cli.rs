@@ -54,16 +54,16 @@ pub struct Args {
     pub files: Vec<PathBuf>,
 
     /// Type of every FILE, overriding the name: issuer, issue or issue_attr.
-    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type, help_heading = "Input")]
     pub file_type: Option<FileType>,
 
     /// Text encoding of the files: utf8 (invalid bytes are rejected), latin1 (ISO-8859-1)
     /// or windows-1252 (both transcoded to UTF-8).
-    #[arg(long, value_name = "ENCODING", default_value = "utf8", value_parser = parse_encoding)]
+    #[arg(long, value_name = "ENCODING", default_value = "utf8", value_parser = parse_encoding, help_heading = "Input")]
     pub encoding: Encoding,
 
     /// Accept a file without the 999999 trailer record (normally refused as truncated).
-    #[arg(long)]
+    #[arg(long, help_heading = "Input")]
     pub allow_missing_trailer: bool,
 
     /// S3 bucket holding the files (with --s3-key, or with --date for a whole date).
@@ -71,12 +71,12 @@ pub struct Args {
         long,
         env = "CUSIP_S3_BUCKET",
         value_name = "BUCKET",
-        help_heading = "Where the files are"
+        help_heading = "Input"
     )]
     pub s3_bucket: Option<String>,
 
     /// One S3 object to load (type from its name unless --type).
-    #[arg(long, value_name = "KEY", help_heading = "Where the files are")]
+    #[arg(long, value_name = "KEY", help_heading = "Input")]
     pub s3_key: Option<String>,
 
     /// Prefix the date's files are under, with or without the trailing slash.
@@ -85,35 +85,35 @@ pub struct Args {
         env = "CUSIP_S3_PREFIX",
         value_name = "PREFIX",
         default_value = "pif/",
-        help_heading = "Where the files are"
+        help_heading = "Input"
     )]
     pub s3_prefix: String,
 
     /// Load the date's R, E and A files (from --s3-bucket/--s3-prefix or --dir). Default:
     /// today in the TZ time zone.
-    #[arg(long, value_name = "YYYY-MM-DD", value_parser = crate::locate::parse_date, help_heading = "Where the files are")]
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = crate::locate::parse_date, help_heading = "Input")]
     pub date: Option<chrono::NaiveDate>,
 
     /// A local directory holding CED{MM-DD}{R|E|A}.PIP files; used with --date.
-    #[arg(long, value_name = "DIR", help_heading = "Where the files are")]
+    #[arg(long, value_name = "DIR", help_heading = "Input")]
     pub dir: Option<PathBuf>,
 
     /// Load the files a date has even if some type is missing (reported as missing).
-    #[arg(long, help_heading = "Where the files are")]
+    #[arg(long, help_heading = "Input")]
     pub allow_missing: bool,
 
     /// With no input on the command line: where the date's files are, `s3` (the bucket and
     /// prefix) or `local` (the directory).
-    #[arg(long, env = "CUSIP_FILE_SOURCE", hide = true)]
+    #[arg(long, env = "CUSIP_FILE_SOURCE", hide = true, help_heading = "Input")]
     pub file_source: Option<String>,
 
     /// The directory for CUSIP_FILE_SOURCE=local (default /data/pif_files).
-    #[arg(long, env = "CUSIP_FILE_DIR", hide = true)]
+    #[arg(long, env = "CUSIP_FILE_DIR", hide = true, help_heading = "Input")]
     pub file_dir: Option<PathBuf>,
 
     /// Load even if the journal says this exact file (path + sha256, or S3 URI + ETag) was
     /// already loaded successfully.
-    #[arg(long)]
+    #[arg(long, help_heading = "Load")]
     pub force: bool,
 
     /// For a table that is still empty: drop its secondary indexes and foreign keys, insert
@@ -121,7 +121,7 @@ pub struct Args {
     /// load's one transaction. About 3x faster for a first load, but it locks the table
     /// against readers until commit and needs the role to own the tables (exit 77
     /// otherwise). A table that already has rows is merged as usual.
-    #[arg(long, env = "CUSIP_INITIAL_LOAD", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "CUSIP_INITIAL_LOAD", value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Load")]
     pub initial_load: bool,
 
     /// AWS region of the bucket (else the standard AWS chain, else us-east-1).
@@ -161,18 +161,18 @@ pub struct Args {
 
     /// Parse and check the files (local or S3) without any database: same errors and exit
     /// codes, for a pre-flight step. Foreign keys and code-table membership are not checked.
-    #[arg(long, conflicts_with = "init_schema")]
+    #[arg(long, conflicts_with = "init_schema", help_heading = "Load")]
     pub validate_only: bool,
 
     /// Apply the embedded schema (idempotent) before loading; alone, only that. Also takes
     /// over a database the old service built, in place (README: taking over).
-    #[arg(long)]
+    #[arg(long, help_heading = "Load")]
     pub init_schema: bool,
 
     /// With --init-schema: also make the changes that rewrite tables holding rows (key
     /// columns to collation "C", so that loads compare in the loader; a generated
     /// search_vector where a table has none). Locks each table until the commit.
-    #[arg(long, requires = "init_schema")]
+    #[arg(long, requires = "init_schema", help_heading = "Load")]
     pub rewrite_tables: bool,
 
     /// Database host name, IP address, or Unix socket directory.
