@@ -12,7 +12,7 @@
 #   CUSIP_SUMMARY_DIR  if set, the JSON summary is also written there as
 #                      cusip-load-<date>-<UTC time>-<pid>.json (the directory is created)
 #   CUSIP_*            the loader's own configuration (CUSIP_FILE_SOURCE, CUSIP_S3_BUCKET,
-#                      CUSIP_DB_HOST, ...): see deploy/PRODUCTION.md
+#                      CUSIP_DB_HOST, ...): see docs/operations.md
 #
 # stdout: the loader's JSON summary, as it printed it. stderr: the loader's logs, then one line
 # `stonebranch-load: exit N: meaning`. The exit status is the loader's, unchanged, so the

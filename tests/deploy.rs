@@ -27,8 +27,9 @@ fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn production_md() -> String {
-    read(&deploy().join("../README.md"))
+/// The runbook: docs/operations.md documents every file of the kit and every variable it sets.
+fn operations_md() -> String {
+    read(&root().join("docs/operations.md"))
 }
 
 /// The files of `deploy/`, by name, sorted.
@@ -168,8 +169,8 @@ fn every_json_file_parses() {
 }
 
 #[test]
-fn every_deploy_file_is_named_in_production_md() {
-    let doc = production_md();
+fn every_deploy_file_is_named_in_operations_md() {
+    let doc = operations_md();
     let files = deploy_files();
     for name in [
         "Dockerfile",
@@ -178,19 +179,17 @@ fn every_deploy_file_is_named_in_production_md() {
     ] {
         assert!(files.iter().any(|f| f == name), "deploy/{name} is missing");
     }
-    let missing: Vec<&String> = files
-        .iter()
-        .filter(|n| n.as_str() != "PRODUCTION.md" && !doc.contains(n.as_str()))
-        .collect();
+    let missing: Vec<&String> = files.iter().filter(|n| !doc.contains(n.as_str())).collect();
     assert!(
         missing.is_empty(),
-        "README.md (Running in production) never names {missing:?}"
+        "docs/operations.md never names {missing:?}"
     );
 }
 
 #[test]
 fn every_cusip_variable_of_the_kit_is_documented() {
-    let docs = format!("{}\n{}", read(&root().join("README.md")), production_md());
+    // The README's Configuration table, or the runbook.
+    let docs = format!("{}\n{}", read(&root().join("README.md")), operations_md());
     let task = parse_json("ecs-task-definition.json");
     let mut names: BTreeSet<String> = container_names(&task, "environment")
         .into_iter()
@@ -203,14 +202,12 @@ fn every_cusip_variable_of_the_kit_is_documented() {
     );
     // The rest of the kit (the image's ENV, the wrapper's own variables, the other JSON).
     for name in deploy_files() {
-        if name != "PRODUCTION.md" {
-            names.extend(cusip_names(&read(&deploy().join(&name))));
-        }
+        names.extend(cusip_names(&read(&deploy().join(&name))));
     }
     let undocumented: Vec<&String> = names.iter().filter(|n| !mentions(&docs, n)).collect();
     assert!(
         undocumented.is_empty(),
-        "named in deploy/ but documented nowhere in README.md: \
+        "named in deploy/ but documented nowhere in README.md or docs/operations.md: \
          {undocumented:?}"
     );
 }

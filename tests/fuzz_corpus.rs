@@ -71,7 +71,7 @@ fn values_corpus_replays() {
     replay("values", check::check_value);
 }
 
-/// The oracle itself, on values whose fate the README states.
+/// The oracle itself, on values whose fate docs/design.md states (the README did, hence the name).
 #[test]
 fn the_oracle_agrees_with_the_readme() {
     use check::{oracle, Want, Why};

@@ -236,7 +236,7 @@ fn an_empty_file_is_refused_as_truncated() {
 
 #[test]
 fn a_file_of_only_the_trailer_is_a_valid_empty_load() {
-    // The README: the trailer marks the end of a complete file and only its absence means
+    // docs/design.md: the trailer marks the end of a complete file and only its absence means
     // truncation, so a file of only the trailer is complete and empty. It loads nothing and
     // succeeds (its trailer's record count is not checked: see the report).
     let db = Db::new("onlytrailer");

@@ -148,7 +148,7 @@ fn read_all(input: &[u8], chunk: usize, max_line: usize) -> (Vec<Item>, u64) {
     }
 }
 
-/// The format as the README states it, written independently of the reader: lines end at
+/// The format as docs/design.md states it, written independently of the reader: lines end at
 /// LF, one CR before it is dropped, a 0x1A is dropped when only line endings and 0x1A follow
 /// it, blank lines carry nothing, a record starting `999999` is the trailer and nothing may
 /// follow it.

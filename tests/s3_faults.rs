@@ -2,11 +2,11 @@
 //! (`common::s3::fault_proxy`) that answers 500, 503 and `503 SlowDown` in place of the
 //! server, cuts bodies, and deletes an object at an exact point of a download.
 //!
-//! What is promised (README "Loading from S3", "Guarantees"): transient server errors and
-//! throttling are retried (the SDK's standard retry: 3 attempts per request; a body that
-//! breaks is resumed, `--s3-max-resumes` times); past that budget the loader exits 75 with
-//! one clear line and writes nothing; an object deleted during its load is refused (75) and
-//! nothing is written; a plain rerun then loads.
+//! What is promised (docs/operations.md "Loading from S3", docs/design.md "Guarantees"):
+//! transient server errors and throttling are retried (the SDK's standard retry: 3 attempts
+//! per request; a body that breaks is resumed, `--s3-max-resumes` times); past that budget the
+//! loader exits 75 with one clear line and writes nothing; an object deleted during its load
+//! is refused (75) and nothing is written; a plain rerun then loads.
 //!
 //! The SDK waits up to 1 s then 2 s (random) between attempts and has no knob for it, so
 //! no request here is faulted more than the budget needs.

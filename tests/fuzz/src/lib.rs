@@ -7,7 +7,7 @@
 //! Every check panics on a broken invariant; "no panic" alone is not the bar:
 //!
 //! - [`check_file`]: arbitrary bytes as a PIP file. The reader frames records exactly as an
-//!   independent model of the README's rules does, at several chunk sizes and (up to
+//!   independent model of docs/design.md's rules does, at several chunk sizes and (up to
 //!   refusing a line that really is too long, or the one documented exception) line limits.
 //!   Every field of every record, for each of the three layouts (the encoding rotating with
 //!   the input's length), is accepted or rejected exactly as an independent oracle says
@@ -426,7 +426,7 @@ pub fn read_all(input: &[u8], chunk: usize, max_line: usize) -> Vec<Item> {
     }
 }
 
-/// The format as the README states it, written independently of the reader: lines end at
+/// The format as docs/design.md states it, written independently of the reader: lines end at
 /// LF and one CR before it is dropped; a 0x1A ending a line is dropped when only line
 /// endings and 0x1A follow it (and then that rest is the end of the file); blank lines
 /// carry nothing; a record starting `999999` is the trailer and nothing may follow it.
