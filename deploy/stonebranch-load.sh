@@ -16,7 +16,8 @@
 #
 # stdout: the loader's JSON summary, as it printed it. stderr: the loader's logs, then one line
 # `stonebranch-load: exit N: meaning`. The exit status is the loader's, unchanged, so the
-# scheduler can branch on it: 75, 69, 130, 143 are safe to rerun; 65, 66 need a person.
+# scheduler can branch on it: 75, 69, 130, 143 are safe to rerun; 66 once the files are
+# there; 65 needs a person.
 # SIGTERM / SIGINT sent to this script are passed on to the loader, which rolls back and exits
 # 143 / 130 within seconds; the script then exits with that code.
 

@@ -58,7 +58,8 @@ impl Exit {
             Exit::Software => "internal error",
             Exit::TempFail => {
                 "connection lost or timed out during the load, the database server out of disk space, \
-                 an S3 object changed or deleted mid-load (nothing was committed)"
+                 S3 unreachable or throttled, an S3 object changed or deleted mid-load (nothing was \
+                 committed)"
             }
             Exit::NoPerm => "permission denied (authentication or grants)",
             Exit::Config => {

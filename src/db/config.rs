@@ -51,7 +51,7 @@ impl fmt::Debug for DbConfig {
 /// local buffers (8 MB by default); every check and the merge scan it, and at
 /// the default each scan goes back to the kernel. work_mem: the merge's hash
 /// joins and the key sort stay in memory. Both are per-session ceilings,
-/// allocated only as used (README, Performance). jit: the merge's 53-column
+/// allocated only as used (docs/performance.md). jit: the merge's 53-column
 /// comparison costs enough to trigger JIT compilation with optimisation, which
 /// took longer than it saved (4.4 s against 3.9 s at 1 M attribute rows).
 ///
