@@ -1,8 +1,10 @@
 //! cusip-loader: CUSIP PIP files into PostgreSQL, exactly, atomically, in constant memory.
 //!
-//! The pipeline is `source` (bytes) → `parse` (records) → `convert` + `copy` (checked binary
-//! COPY rows) → `load` (staging, checks, merge, journal: one transaction, its SQL in `sql`) → `report`. The three
-//! record layouts are data in `layout`, and everything else is derived from them.
+//! A run is `cli` (arguments) → `plan` (what to do, decided once) → `app` (the I/O). A file
+//! goes `source` (bytes) → `parse` (records) → `convert` + `copy` (checked binary COPY rows)
+//! → `load` (staging, checks, merge, journal: one transaction, its SQL in `sql`) → `report`.
+//! The three record layouts are data in `layout`, and everything else is derived from them;
+//! `schema` owns `--init-schema`, `error` the exit codes.
 
 pub mod app;
 pub mod aws;
