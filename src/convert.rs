@@ -9,6 +9,7 @@ use bytes::{BufMut, BytesMut};
 use std::fmt;
 
 use crate::layout::Kind;
+use crate::pgcopy;
 
 /// The text encoding of the input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,7 +34,8 @@ impl Encoding {
     }
 }
 
-/// Where encoded values go: a COPY buffer, or nowhere.
+/// Where encoded values go: a COPY buffer, or nowhere. Words are written big-endian, as
+/// binary COPY ([`crate::pgcopy`]) has them.
 ///
 /// `--validate-only` must find exactly the problems a load would, so it runs the very same
 /// checks; only the output differs. Compiled for [`Discard`], every write vanishes and
@@ -282,7 +284,7 @@ pub fn encode_field<O: Out>(
         if is_key {
             return Err(ValueError::EmptyKey);
         }
-        out.int32(-1);
+        out.int32(pgcopy::NULL);
         return Ok(());
     }
     match kind {
@@ -295,7 +297,7 @@ pub fn encode_field<O: Out>(
                         out.int32(days_from_civil(y as i32, m, d) - UNIX_TO_PG_EPOCH_DAYS);
                     }
                 }
-                None => out.int32(-1),
+                None => out.int32(pgcopy::NULL),
             }
             Ok(())
         }
@@ -374,7 +376,7 @@ pub fn encode_plain_text<O: Out>(
         if is_key {
             return Err(ValueError::EmptyKey);
         }
-        out.int32(-1);
+        out.int32(pgcopy::NULL);
     } else if raw.len() > width as usize {
         return Err(ValueError::TooWide {
             value: show(raw),
@@ -754,7 +756,7 @@ mod tests {
                 scale: s,
             },
         )?;
-        let w = |i: usize| i16::from_be_bytes([b[i], b[i + 1]]);
+        let w = |i: usize| crate::pgcopy::i16_at(&b, i).expect("a whole word");
         let n = w(4) as usize;
         let groups = (0..n).map(|k| w(12 + 2 * k)).collect();
         Ok((w(4), w(6), w(8) as u16, w(10), groups))

@@ -16,6 +16,7 @@ use crate::convert::{self, Encoding, Out};
 use crate::error::Problem;
 use crate::layout::{Column, Kind, Layout};
 use crate::parse::{is_trailer, Fields, Next, RecordReader, ShapeError};
+use crate::pgcopy;
 
 /// Target size of one chunk handed to the COPY sink.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -29,7 +30,6 @@ pub const CHANNEL_DEPTH: usize = 8;
 /// Problems collected before the parser gives up on a file.
 pub const MAX_PROBLEMS: usize = 20;
 
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// A staging row's field count and line number, before the master table's fields.
 const LINE_PREFIX: usize = 2 + 4 + 8;
 
@@ -378,7 +378,7 @@ fn produce_records<R: Read, O: Chunks>(
     tx: mpsc::Sender<Bytes>,
     progress: &dyn Fn(u64, u64),
 ) -> Produced {
-    out.bytes(HEADER);
+    out.bytes(&pgcopy::HEADER);
     let mut p = Produced::default();
     let mut sending = true;
     let mut send_at = FIRST_CHUNK_BYTES;
@@ -490,7 +490,7 @@ fn produce_records<R: Read, O: Chunks>(
         && sending
         && p.stopped.is_none()
     {
-        out.int16(-1);
+        out.int16(pgcopy::TRAILER);
         if tx.blocking_send(out.take()).is_err() {
             p.abandoned = true;
         }
@@ -502,6 +502,7 @@ fn produce_records<R: Read, O: Chunks>(
 mod tests {
     use super::*;
     use crate::layout::{ISSUE, ISSUER};
+    use crate::pgcopy::HEADER;
 
     fn run(input: &[u8], opts: ParseOptions) -> (Produced, Vec<u8>) {
         let (tx, mut rx) = mpsc::channel(1024);
@@ -582,7 +583,7 @@ mod tests {
         let (p, bytes) = run(input.as_bytes(), ParseOptions::default());
         assert!(p.problems.is_empty(), "{:?}", p.problems);
         assert_eq!(p.records, 2);
-        assert!(bytes.starts_with(HEADER));
+        assert!(bytes.starts_with(&HEADER));
         assert!(bytes.ends_with(&[0xff, 0xff]));
         // field count word of the first row: 16 columns + line
         assert_eq!(&bytes[HEADER.len()..HEADER.len() + 2], &17i16.to_be_bytes());
@@ -701,7 +702,7 @@ mod tests {
         assert!(p.problems.is_empty() && p.keys_ascending);
         let bytes = rx.try_recv().unwrap();
         // 16 columns and no line: the first field is the issuer number itself.
-        let row = &bytes[HEADER.len()..];
+        let row = &bytes[pgcopy::HEADER_LEN..];
         assert_eq!(&row[..2], &16i16.to_be_bytes());
         assert_eq!(&row[2..6], &6i32.to_be_bytes());
         assert_eq!(&row[6..12], b"00123A");

@@ -16,6 +16,7 @@ pub mod load;
 pub mod locate;
 pub mod merge;
 pub mod parse;
+pub mod pgcopy;
 pub mod progress;
 pub mod report;
 pub mod s3;
