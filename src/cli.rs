@@ -165,7 +165,7 @@ pub struct Args {
     pub validate_only: bool,
 
     /// Apply the embedded schema (idempotent) before loading; alone, only that. Also takes
-    /// over a database the old service built, in place (README: taking over).
+    /// over a database the old service built, in place (docs/database.md: taking over).
     #[arg(long, help_heading = "Load")]
     pub init_schema: bool,
 

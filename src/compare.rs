@@ -4,7 +4,7 @@
 //! The real files are sorted by key, and the master table's primary key gives its rows in
 //! the same order. One pass over both, a merge join, therefore finds every unchanged row
 //! without the database doing anything but read its index in order: an unchanged reload
-//! stages nothing, and a next-day file stages its 1.5 % (README, Performance). Staging the
+//! stages nothing, and a next-day file stages its 1.5 % (docs/performance.md). Staging the
 //! whole file first and comparing in SQL cost more than the reference's own COPY.
 //!
 //! Equal bytes in the binary COPY format are equal values, so a row whose bytes match the
@@ -29,6 +29,7 @@ use tokio_postgres::Client;
 use crate::db::{self, DbConfig};
 use crate::error::Error;
 use crate::layout::Layout;
+use crate::pgcopy::{self, leading_fields, next_field};
 use crate::sql;
 
 /// Master chunks in flight between the reading task and the parser thread.
@@ -82,27 +83,22 @@ impl MasterRows {
             match self.rx.blocking_recv() {
                 Some(Ok(chunk)) => self.buf.extend_from_slice(&chunk),
                 Some(Err(e)) => return Err(e),
-                None => {
-                    return Err(Error::Internal(
-                        "the master table's COPY stream ended in the middle of a row".into(),
-                    ))
-                }
+                None => return Err(ended_mid_row()),
             }
         }
         Ok(())
     }
 
-    fn i16_at(&self, at: usize) -> i16 {
-        i16::from_be_bytes([self.buf[at], self.buf[at + 1]])
+    /// The 16-bit word at `at`, reading on until it is there.
+    fn i16_at(&mut self, at: usize) -> Result<i16, Error> {
+        self.fill(at + 2)?;
+        pgcopy::i16_at(&self.buf, at).ok_or_else(ended_mid_row)
     }
 
-    fn i32_at(&self, at: usize) -> i32 {
-        i32::from_be_bytes([
-            self.buf[at],
-            self.buf[at + 1],
-            self.buf[at + 2],
-            self.buf[at + 3],
-        ])
+    /// The 32-bit word at `at`, reading on until it is there.
+    fn i32_at(&mut self, at: usize) -> Result<i32, Error> {
+        self.fill(at + 4)?;
+        pgcopy::i32_at(&self.buf, at).ok_or_else(ended_mid_row)
     }
 
     /// The current row (its field count word first), or `None` past the last one.
@@ -113,27 +109,25 @@ impl MasterRows {
         if self.row == 0 {
             if !self.header {
                 // Signature, flags word, then a header extension of the length given.
-                self.fill(19)?;
-                if &self.buf[..11] != b"PGCOPY\n\xff\r\n\0" {
+                self.fill(pgcopy::HEADER_LEN)?;
+                if !self.buf.starts_with(pgcopy::SIGNATURE) {
                     return Err(Error::Internal(
                         "the master table's COPY stream has no binary header".into(),
                     ));
                 }
-                let ext = self.i32_at(15).max(0) as usize;
-                self.fill(19 + ext)?;
-                self.buf.advance(19 + ext);
+                let ext = self.i32_at(pgcopy::EXTENSION_LEN_AT)?.max(0) as usize;
+                self.fill(pgcopy::HEADER_LEN + ext)?;
+                self.buf.advance(pgcopy::HEADER_LEN + ext);
                 self.header = true;
             }
-            self.fill(2)?;
-            let fields = self.i16_at(0);
+            let fields = self.i16_at(0)?;
             if fields < 0 {
                 self.ended = true;
                 return Ok(None);
             }
             let mut at = 2;
             for _ in 0..fields {
-                self.fill(at + 4)?;
-                let len = self.i32_at(at);
+                let len = self.i32_at(at)?;
                 at += 4;
                 if len > 0 {
                     at += len as usize;
@@ -151,21 +145,13 @@ impl MasterRows {
     }
 }
 
-/// The first `n` fields of a row's field sequence (length words included).
-fn leading_fields(fields: &[u8], n: usize) -> &[u8] {
-    let mut at = 0;
-    for _ in 0..n {
-        let Some(word) = fields.get(at..at + 4) else {
-            return &fields[..at];
-        };
-        let len = i32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        at = (at + 4 + len.max(0) as usize).min(fields.len());
-    }
-    &fields[..at]
+fn ended_mid_row() -> Error {
+    Error::Internal("the master table's COPY stream ended in the middle of a row".into())
 }
 
 /// Orders two keys (their fields, length words included) as collation "C" orders them:
-/// column by column, each by its bytes, a prefix before what extends it.
+/// column by column, each by its bytes, a prefix before what extends it. A key is never
+/// NULL, so [`next_field`] reading NULL as empty does not matter here.
 fn key_order(a: &[u8], b: &[u8]) -> Ordering {
     let (mut a, mut b) = (a, b);
     loop {
@@ -179,16 +165,6 @@ fn key_order(a: &[u8], b: &[u8]) -> Ordering {
             },
         }
     }
-}
-
-/// Splits the next field off `rest`; NULL (never a key) reads as empty.
-fn next_field<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let word = rest.get(..4)?;
-    let len = i32::from_be_bytes([word[0], word[1], word[2], word[3]]).max(0) as usize;
-    let end = (4 + len).min(rest.len());
-    let field = &rest[4..end];
-    *rest = &rest[end..];
-    Some(field)
 }
 
 /// The merge join of the file's rows against the master's, run on the parser thread.
@@ -405,7 +381,7 @@ mod tests {
     }
 
     fn stream(rows: &[Vec<u8>], ncols: i16) -> Vec<u8> {
-        let mut s = b"PGCOPY\n\xff\r\n\0".to_vec();
+        let mut s = pgcopy::SIGNATURE.to_vec();
         s.extend_from_slice(&0i32.to_be_bytes());
         s.extend_from_slice(&4i32.to_be_bytes());
         s.extend_from_slice(b"ext!");
@@ -413,7 +389,7 @@ mod tests {
             s.extend_from_slice(&ncols.to_be_bytes());
             s.extend_from_slice(r);
         }
-        s.extend_from_slice(&(-1i16).to_be_bytes());
+        s.extend_from_slice(&pgcopy::TRAILER.to_be_bytes());
         s
     }
 

@@ -18,6 +18,7 @@ pub mod layout;
 pub mod load;
 pub mod locate;
 pub mod parse;
+pub mod pgcopy;
 pub mod plan;
 pub mod progress;
 pub mod report;

@@ -2,7 +2,8 @@
 //!
 //! 1. Arbitrary bytes (delimiters, line endings, 0x1A, `999999`, invalid UTF-8, NULs) through
 //!    the record reader and the row encoder never panic; the reader frames records exactly as
-//!    an independent model of the format does, at any chunk size; every problem carries its
+//!    an independent model of the format does (`fuzz/src/reader_model.rs`, the one the fuzz
+//!    checks use too), at any chunk size; every problem carries its
 //!    line (and its column when a field is at fault); every row that is accepted encodes to
 //!    well-formed binary COPY holding the field's bytes unchanged.
 //! 2. Arbitrary valid records of all three layouts, generated from the layouts' column kinds
@@ -27,9 +28,12 @@ use cusip_loader::parse::{Next, RecordReader, ShapeError};
 
 use common::*;
 
+#[path = "fuzz/src/reader_model.rs"]
+mod reader_model;
+use reader_model::{model, physical_lines, Item, SUB};
+
 const LAYOUTS: [&Layout; 3] = [&ISSUER, &ISSUE, &ISSUE_ATTR];
 const ENCODINGS: [Encoding; 3] = [Encoding::Utf8, Encoding::Latin1, Encoding::Windows1252];
-const SUB: u8 = 0x1A;
 
 // ------------------------------------------------------------------ arbitrary input bytes
 
@@ -117,15 +121,6 @@ fn file_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(piece, 0..24).prop_map(|p| p.concat())
 }
 
-/// What the reader yields, in a comparable form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Item {
-    Record(u64, Vec<u8>),
-    Trailer(u64),
-    TooLong(u64),
-    AfterTrailer(u64),
-}
-
 /// Reads everything with the given chunk and line limits.
 fn read_all(input: &[u8], chunk: usize, max_line: usize) -> (Vec<Item>, u64) {
     let mut r = RecordReader::with_limits(input, chunk, max_line);
@@ -146,59 +141,6 @@ fn read_all(input: &[u8], chunk: usize, max_line: usize) -> (Vec<Item>, u64) {
             Err(e) => panic!("unexpected reader error on a slice: {e}"),
         }
     }
-}
-
-/// The format as docs/design.md states it, written independently of the reader: lines end at
-/// LF, one CR before it is dropped, a 0x1A is dropped when only line endings and 0x1A follow
-/// it, blank lines carry nothing, a record starting `999999` is the trailer and nothing may
-/// follow it.
-fn model(input: &[u8]) -> Vec<Item> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut line = 0u64;
-    let mut trailer = false;
-    while start < input.len() {
-        let end = input[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(input.len(), |i| start + i);
-        line += 1;
-        let mut c = &input[start..end];
-        let rest = input.get(end + 1..).unwrap_or(&[]);
-        start = end + 1;
-        if c.last() == Some(&b'\r') {
-            c = &c[..c.len() - 1];
-        }
-        if c.last() == Some(&SUB) && rest.iter().all(|&b| matches!(b, b'\n' | b'\r' | SUB)) {
-            c = &c[..c.len() - 1];
-            if c.last() == Some(&b'\r') {
-                c = &c[..c.len() - 1];
-            }
-            // The reader then takes the whole rest as blank, however many 0x1A it holds
-            // (while a line of two 0x1A after a plain line is data: see the report).
-            start = input.len();
-        }
-        if c.is_empty() {
-            continue;
-        }
-        if trailer {
-            out.push(Item::AfterTrailer(line));
-            return out;
-        }
-        if c.starts_with(b"999999") {
-            trailer = true;
-            out.push(Item::Trailer(line));
-        } else {
-            out.push(Item::Record(line, c.to_vec()));
-        }
-    }
-    out
-}
-
-/// Physical lines of `input` as the reader numbers them (a last line without LF counts).
-fn physical_lines(input: &[u8]) -> u64 {
-    let lf = input.iter().filter(|&&b| b == b'\n').count() as u64;
-    lf + u64::from(!input.is_empty() && !input.ends_with(b"\n"))
 }
 
 fn be_i16(b: &[u8], at: &mut usize) -> i16 {

@@ -515,7 +515,7 @@ pub const REF_TABLES: [&str; 9] = [
     "ref_offering_amount_code",
 ];
 
-/// The grants the README documents for the application role: no DDL, no DELETE, no
+/// The grants docs/operations.md documents for the application role: no DDL, no DELETE, no
 /// ownership. Used by the least-privilege tests and by `--initial-load`'s "needs the owner".
 #[allow(dead_code)] // not every test binary uses it
 pub fn least_privilege_grants(role: &str, db: &str) -> String {

@@ -17,7 +17,7 @@ pub(super) fn grants(
 ) {
     if !cat.anon {
         p.notes.push(format!(
-            "no role {ANON_ROLE}: no privileges for anonymous reads were granted (README: \
+            "no role {ANON_ROLE}: no privileges for anonymous reads were granted (docs/database.md: \
              PostgREST); create it and run --init-schema again to grant them"
         ));
         return;

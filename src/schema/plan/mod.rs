@@ -120,7 +120,7 @@ pub fn plan(script: &[Statement], cat: &Catalog, opts: Options) -> Result<Plan, 
     if !recollate.is_empty() && !opts.rewrite_tables {
         p.notes.push(format!(
             "key columns of {} use the database's collation, not \"C\": loads compare in the \
-             database there (README: collation); --init-schema --rewrite-tables changes them",
+             database there (docs/database.md: key collation); --init-schema --rewrite-tables changes them",
             recollate
                 .iter()
                 .map(|l| l.table)

@@ -7,7 +7,8 @@
 //! Every check panics on a broken invariant; "no panic" alone is not the bar:
 //!
 //! - [`check_file`]: arbitrary bytes as a PIP file. The reader frames records exactly as an
-//!   independent model of docs/design.md's rules does, at several chunk sizes and (up to
+//!   independent model of docs/design.md's rules does (`reader_model.rs`, which
+//!   `tests/props.rs` holds the reader to as well), at several chunk sizes and (up to
 //!   refusing a line that really is too long, or the one documented exception) line limits.
 //!   Every field of every record, for each of the three layouts (the encoding rotating with
 //!   the input's length), is accepted or rejected exactly as an independent oracle says
@@ -31,10 +32,13 @@ use cusip_loader::error::Problem;
 use cusip_loader::layout::{Kind, Layout, ISSUE, ISSUER, ISSUE_ATTR};
 use cusip_loader::parse::{Next, RecordReader, ShapeError};
 
+mod reader_model;
+use reader_model::SUB;
+pub use reader_model::{model, physical_lines, Item};
+
 pub const LAYOUTS: [&Layout; 3] = [&ISSUER, &ISSUE, &ISSUE_ATTR];
 pub const ENCODINGS: [Encoding; 3] = [Encoding::Utf8, Encoding::Latin1, Encoding::Windows1252];
 
-const SUB: u8 = 0x1A;
 const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 // ------------------------------------------------------------------------ the oracle
@@ -377,15 +381,6 @@ pub fn check_field(raw: &[u8], kind: Kind, key: bool, enc: Encoding) -> Result<V
 
 // ------------------------------------------------------------------------- framing
 
-/// What the reader yields, in a comparable form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
-    Record(u64, Vec<u8>),
-    Trailer(u64),
-    TooLong(u64),
-    AfterTrailer(u64),
-}
-
 /// Everything the reader yields with the given chunk size and line limit.
 pub fn read_all(input: &[u8], chunk: usize, max_line: usize) -> Vec<Item> {
     let mut r = RecordReader::with_limits(input, chunk, max_line);
@@ -424,57 +419,6 @@ pub fn read_all(input: &[u8], chunk: usize, max_line: usize) -> Vec<Item> {
             assert!(*line > last_line && *line <= r.lines(), "line {line}");
         }
     }
-}
-
-/// The format as docs/design.md states it, written independently of the reader: lines end at
-/// LF and one CR before it is dropped; a 0x1A ending a line is dropped when only line
-/// endings and 0x1A follow it (and then that rest is the end of the file); blank lines
-/// carry nothing; a record starting `999999` is the trailer and nothing may follow it.
-pub fn model(input: &[u8]) -> Vec<Item> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut line = 0u64;
-    let mut trailer = false;
-    while start < input.len() {
-        let end = input[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(input.len(), |i| start + i);
-        line += 1;
-        let mut c = &input[start..end];
-        let rest = input.get(end + 1..).unwrap_or(&[]);
-        start = end + 1;
-        if let [head @ .., b'\r'] = c {
-            c = head;
-        }
-        if c.last() == Some(&SUB) && rest.iter().all(|&b| matches!(b, b'\n' | b'\r' | SUB)) {
-            c = &c[..c.len() - 1];
-            if let [head @ .., b'\r'] = c {
-                c = head;
-            }
-            start = input.len();
-        }
-        if c.is_empty() {
-            continue;
-        }
-        if trailer {
-            out.push(Item::AfterTrailer(line));
-            return out;
-        }
-        if c.starts_with(b"999999") {
-            trailer = true;
-            out.push(Item::Trailer(line));
-        } else {
-            out.push(Item::Record(line, c.to_vec()));
-        }
-    }
-    out
-}
-
-/// Physical lines as the reader numbers them (a last line without LF counts).
-pub fn physical_lines(input: &[u8]) -> u64 {
-    let lf = input.iter().filter(|&&b| b == b'\n').count() as u64;
-    lf + u64::from(!input.is_empty() && !input.ends_with(b"\n"))
 }
 
 /// With a small line limit the reader yields what the model does, up to refusing a line

@@ -1,21 +1,23 @@
-//! Records → PostgreSQL binary COPY stream, encoded by hand into large chunks.
+//! A whole file → binary COPY chunks, on a blocking thread.
 //!
-//! The producer runs on a blocking thread: it reads, splits, checks and encodes, and hands
-//! chunks (64 KiB first, doubling to 1 MiB) over a bounded channel to the async COPY sink,
-//! so parsing and COPY overlap and at most `CHANNEL_DEPTH` chunks are ever in memory. Each
-//! staging row carries the record's file line number first, so every later check can point
-//! back into the file.
+//! The producer reads, splits, checks and encodes, and hands chunks (64 KiB first, doubling
+//! to 1 MiB) over a bounded channel to the async COPY sink, so parsing and COPY overlap and
+//! at most `CHANNEL_DEPTH` chunks are ever in memory. Each staging row carries the record's
+//! file line number first, so every later check can point back into the file; past the
+//! first problem nothing more is sent, and the rest of the file is read only to report.
 
 use std::io::Read;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
+use super::encode::{RowEncoder, LINE_PREFIX};
 use crate::compare::{Comparer, Decision, Stop};
 use crate::convert::{self, Encoding, Out};
 use crate::error::Problem;
-use crate::layout::{Column, Kind, Layout};
-use crate::parse::{is_trailer, Fields, Next, RecordReader, ShapeError};
+use crate::layout::Layout;
+use crate::parse::{Next, RecordReader, ShapeError};
+use crate::pgcopy;
 
 /// Target size of one chunk handed to the COPY sink.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -28,10 +30,6 @@ pub const FIRST_CHUNK_BYTES: usize = 64 * 1024;
 pub const CHANNEL_DEPTH: usize = 8;
 /// Problems collected before the parser gives up on a file.
 pub const MAX_PROBLEMS: usize = 20;
-
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-/// A staging row's field count and line number, before the master table's fields.
-const LINE_PREFIX: usize = 2 + 4 + 8;
 
 /// Maps a COPY row number (1-based, as the server reports it) back to a file line.
 ///
@@ -97,212 +95,6 @@ pub struct Produced {
     pub stopped: Option<Stop>,
 }
 
-/// Encodes one record into `out` as a COPY row, or explains every bad field in it.
-pub struct RowEncoder {
-    layout: &'static Layout,
-    encoding: Encoding,
-    fields: Fields,
-    scratch: Vec<u8>,
-    /// Rows start with the file line (staging); without it they fit the master table.
-    line: bool,
-    /// The previous row's encoded key, and whether every key so far was greater than the
-    /// one before. Encoded keys compare like the keys themselves: equal bytes are equal
-    /// text, and fixed-width keys order by their bytes.
-    prev_key: Vec<u8>,
-    ascending: bool,
-    /// Per column, the shortest and the longest field of a plain record that needs no
-    /// closer look: a text key is never empty, text never wider than its column. Typed
-    /// columns are unbounded here; they are the `typed` ones.
-    shortest: Vec<u32>,
-    longest: Vec<u32>,
-    /// The columns that are not text (dates and numbers), checked by their converters.
-    typed: Vec<(usize, &'static Column)>,
-}
-
-impl RowEncoder {
-    pub fn new(layout: &'static Layout, encoding: Encoding) -> RowEncoder {
-        // The key must lead the row for the encoded key to be one contiguous slice.
-        let leading = layout.columns.iter().take_while(|c| c.key).count();
-        let keys = layout.columns.iter().filter(|c| c.key).count();
-        RowEncoder {
-            layout,
-            encoding,
-            fields: Fields::new(layout.columns.len()),
-            scratch: Vec::new(),
-            line: true,
-            prev_key: Vec::new(),
-            ascending: keys > 0 && leading == keys,
-            shortest: (layout.columns.iter())
-                .map(|c| match c.kind {
-                    Kind::Varchar(_) => c.key as u32,
-                    _ => 0,
-                })
-                .collect(),
-            longest: (layout.columns.iter())
-                .map(|c| match c.kind {
-                    Kind::Varchar(width) => width as u32,
-                    _ => u32::MAX,
-                })
-                .collect(),
-            typed: (layout.columns.iter().enumerate())
-                .filter(|(_, c)| !matches!(c.kind, Kind::Varchar(_)))
-                .collect(),
-        }
-    }
-
-    /// Rows for a COPY straight into the master table: no leading line number.
-    pub fn without_line(mut self) -> RowEncoder {
-        self.line = false;
-        self
-    }
-
-    /// Whether every key encoded so far was greater than the one before.
-    pub fn keys_ascending(&self) -> bool {
-        self.ascending
-    }
-
-    /// Appends the row, or appends its problems to `problems` and leaves `out` unchanged.
-    pub fn encode<O: Out>(
-        &mut self,
-        out: &mut O,
-        line: u64,
-        data: &[u8],
-        problems: &mut Vec<Problem>,
-    ) -> bool {
-        let expected = self.layout.columns.len();
-        let split = self.fields.split(data);
-        let found = split.count;
-        if found != expected {
-            problems.push(Problem::at(
-                line,
-                None,
-                format!(
-                    "has {found} fields; a{} {} record has {expected}",
-                    if self.layout.table.starts_with(['a', 'e', 'i', 'o', 'u']) {
-                        "n"
-                    } else {
-                        ""
-                    },
-                    self.layout.file_type
-                ),
-            ));
-            return false;
-        }
-        if !O::KEEPS && split.plain && self.passes(data) {
-            return true;
-        }
-        let mark = out.len();
-        // One reservation per row: a field never grows by more than its length word plus
-        // a small numeric's header, so the puts below do not reallocate.
-        out.reserve(data.len() + 20 * expected + 16);
-        if self.line {
-            out.int16(expected as i16 + 1);
-            out.int32(8);
-            out.int64(line as i64);
-        } else {
-            out.int16(expected as i16);
-        }
-        let key_start = out.len();
-        let mut key_end = key_start;
-        let mut ok = true;
-        for (col, (s, e)) in self.layout.columns.iter().zip(self.fields.ranges()) {
-            let raw = &data[s..e];
-            let result = match col.kind {
-                Kind::Varchar(width) if split.plain => {
-                    convert::encode_plain_text(out, raw, width, col.key)
-                }
-                kind => {
-                    convert::encode_field(out, raw, kind, col.key, self.encoding, &mut self.scratch)
-                }
-            };
-            if let Err(err) = result {
-                problems.push(Problem::at(line, Some(col.name), err.to_string()));
-                ok = false;
-            }
-            if col.key {
-                key_end = out.len();
-            }
-        }
-        if !ok {
-            out.truncate(mark);
-        } else if O::KEEPS && self.ascending {
-            let key = &out.written()[key_start..key_end];
-            if !self.prev_key.is_empty() && key <= self.prev_key.as_slice() {
-                self.ascending = false;
-            }
-            self.prev_key.clear();
-            self.prev_key.extend_from_slice(key);
-        }
-        ok
-    }
-
-    /// Checks the plain records at the start of `buf` (the reader's unread bytes) for as
-    /// long as each passes, and returns the bytes and lines they take up. It stops at the
-    /// first line that is not plain, not a whole line, the trailer, or not a good record,
-    /// and leaves that one to the reader and [`RowEncoder::encode`], which handle it and
-    /// name its problems exactly as they do for every line in a load.
-    pub fn check_plain_lines(&mut self, buf: &[u8]) -> (usize, u64) {
-        let (mut at, mut lines) = (0, 0);
-        while let Some(len) = self.fields.split_line(&buf[at..]) {
-            let data = &buf[at..at + len];
-            if self.fields.count() != self.layout.columns.len()
-                || is_trailer(data)
-                || !self.passes(data)
-            {
-                break;
-            }
-            at += len + 1;
-            lines += 1;
-        }
-        (at, lines)
-    }
-
-    /// Whether a plain record whose fields have been split passes every check, looked at
-    /// with as few branches as possible: lengths first, all at once, then only the typed
-    /// fields. It only ever says yes when [`RowEncoder::encode`]'s field-by-field walk
-    /// would find nothing; on a no, that walk runs and says what is wrong. This is what
-    /// makes `--validate-only` fast, and `passes_only_what_encode_accepts` holds it to that.
-    fn passes(&mut self, data: &[u8]) -> bool {
-        let cuts = self.fields.cuts();
-        let (shortest, longest) = (&self.shortest[..], &self.longest[..]);
-        let columns = shortest.len().min(longest.len()).min(cuts.len() - 1);
-        let mut out_of_bounds = false;
-        for i in 0..columns {
-            let n = cuts[i + 1] - cuts[i] - 1;
-            out_of_bounds |= (n < shortest[i]) | (n > longest[i]);
-        }
-        if out_of_bounds {
-            return false;
-        }
-        for &(i, col) in &self.typed {
-            let (s, e) = self.fields.range(i);
-            let raw = &data[s..e];
-            // Dates and decimals, nearly every typed field, are asked by checks that return
-            // a flag in a register; anything else goes through the converter.
-            let ok = match col.kind {
-                _ if raw.is_empty() => !col.key,
-                Kind::Date => convert::date_ok(raw),
-                Kind::Numeric { precision, scale } => {
-                    convert::numeric_surely_fits(raw, precision, scale)
-                }
-                kind => convert::encode_field(
-                    &mut convert::Discard,
-                    raw,
-                    kind,
-                    col.key,
-                    self.encoding,
-                    &mut self.scratch,
-                )
-                .is_ok(),
-            };
-            if !ok {
-                return false;
-            }
-        }
-        true
-    }
-}
-
 /// Reads `src` to the end, sending COPY chunks on `tx` until the first problem, then only
 /// collecting problems (up to `MAX_PROBLEMS`). Calls `progress` with the byte offset.
 pub fn produce<R: Read>(
@@ -360,7 +152,7 @@ pub fn produce_rows<R: Read, O: Chunks>(
     progress: &dyn Fn(u64, u64),
 ) -> Produced {
     debug_assert!(
-        compare.is_none() || enc.line,
+        compare.is_none() || enc.writes_line(),
         "comparing needs staging rows"
     );
     debug_assert!(compare.is_none() || O::KEEPS, "comparing needs the rows");
@@ -378,7 +170,7 @@ fn produce_records<R: Read, O: Chunks>(
     tx: mpsc::Sender<Bytes>,
     progress: &dyn Fn(u64, u64),
 ) -> Produced {
-    out.bytes(HEADER);
+    out.bytes(&pgcopy::HEADER);
     let mut p = Produced::default();
     let mut sending = true;
     let mut send_at = FIRST_CHUNK_BYTES;
@@ -490,7 +282,7 @@ fn produce_records<R: Read, O: Chunks>(
         && sending
         && p.stopped.is_none()
     {
-        out.int16(-1);
+        out.int16(pgcopy::TRAILER);
         if tx.blocking_send(out.take()).is_err() {
             p.abandoned = true;
         }
@@ -501,30 +293,9 @@ fn produce_records<R: Read, O: Chunks>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::copy::tests::{file_of, run, GOOD};
     use crate::layout::{ISSUE, ISSUER};
-
-    fn run(input: &[u8], opts: ParseOptions) -> (Produced, Vec<u8>) {
-        let (tx, mut rx) = mpsc::channel(1024);
-        let p = produce(input, &ISSUER, opts, tx, &|_, _| {});
-        let mut all = Vec::new();
-        while let Ok(c) = rx.try_recv() {
-            all.extend_from_slice(&c);
-        }
-        (p, all)
-    }
-
-    const GOOD: &str = "00123A|1|ACME CORP||||||||C|A||A|NY|2024-01-15";
-
-    /// `head`, then `records` copies of [`GOOD`], then the trailer.
-    fn file_of(head: &str, records: usize) -> String {
-        let mut input = String::from(head);
-        for _ in 0..records {
-            input.push_str(GOOD);
-            input.push('\n');
-        }
-        input.push_str("999999|END\n");
-        input
-    }
+    use crate::pgcopy::HEADER;
 
     #[test]
     fn bad_data_stops_being_read_once_the_consumer_has_gone() {
@@ -582,7 +353,7 @@ mod tests {
         let (p, bytes) = run(input.as_bytes(), ParseOptions::default());
         assert!(p.problems.is_empty(), "{:?}", p.problems);
         assert_eq!(p.records, 2);
-        assert!(bytes.starts_with(HEADER));
+        assert!(bytes.starts_with(&HEADER));
         assert!(bytes.ends_with(&[0xff, 0xff]));
         // field count word of the first row: 16 columns + line
         assert_eq!(&bytes[HEADER.len()..HEADER.len() + 2], &17i16.to_be_bytes());
@@ -612,27 +383,6 @@ mod tests {
     }
 
     #[test]
-    fn field_count_names_both_counts() {
-        let (p, _) = run(b"a|b|c\n999999\n", ParseOptions::default());
-        assert_eq!(
-            p.problems[0].render("F"),
-            "F line 1: has 3 fields; an issuer record has 16"
-        );
-        let (tx, _rx) = mpsc::channel(4);
-        let p = produce(
-            &b"a|b\n999999\n"[..],
-            &ISSUE,
-            ParseOptions::default(),
-            tx,
-            &|_, _| {},
-        );
-        assert_eq!(
-            p.problems[0].message,
-            "has 2 fields; an issue record has 17"
-        );
-    }
-
-    #[test]
     fn missing_trailer_is_refused_unless_allowed() {
         let input = format!("{GOOD}\n");
         let (p, _) = run(input.as_bytes(), ParseOptions::default());
@@ -650,205 +400,13 @@ mod tests {
         assert!(bytes.ends_with(&[0xff, 0xff]));
     }
 
-    fn issuer_line(num: &str) -> String {
-        format!("{num}|1|ACME CORP||||||||C|A||A|NY|2024-01-15\n")
-    }
-
-    #[test]
-    fn ascending_keys_are_noticed_and_any_repeat_or_step_back_ends_them() {
-        let file = |keys: &[&str]| {
-            let mut f: String = keys.iter().map(|k| issuer_line(k)).collect();
-            f.push_str("999999\n");
-            f
-        };
-        let (p, _) = run(
-            file(&["00123A", "00123B", "00124A"]).as_bytes(),
-            Default::default(),
-        );
-        assert!(p.problems.is_empty() && p.keys_ascending);
-        // A repeated key is not ascending: the database must resolve it.
-        let (p, _) = run(file(&["00123A", "00123A"]).as_bytes(), Default::default());
-        assert!(!p.keys_ascending);
-        let (p, _) = run(
-            file(&["00123B", "00123A", "00124A"]).as_bytes(),
-            Default::default(),
-        );
-        assert!(!p.keys_ascending);
-        // Encoded keys carry their length first, so a shorter key sorts low whatever its
-        // text: the claim is only ever made conservatively.
-        let (p, _) = run(file(&["00123A", "0013"]).as_bytes(), Default::default());
-        assert!(p.problems.is_empty(), "{:?}", p.problems);
-        assert!(!p.keys_ascending);
-        // No record, no claim.
-        let (p, _) = run(b"999999\n", Default::default());
-        assert!(!p.keys_ascending);
-    }
-
-    #[test]
-    fn rows_without_the_line_fit_the_master_table() {
-        let input = format!("{GOOD}\n999999\n");
-        let (tx, mut rx) = mpsc::channel(16);
-        let enc = RowEncoder::new(&ISSUER, Encoding::default()).without_line();
-        let p = produce_rows(
-            input.as_bytes(),
-            enc,
-            BytesMut::new(),
-            None,
-            Default::default(),
-            tx,
-            &|_, _| {},
-        );
-        assert!(p.problems.is_empty() && p.keys_ascending);
-        let bytes = rx.try_recv().unwrap();
-        // 16 columns and no line: the first field is the issuer number itself.
-        let row = &bytes[HEADER.len()..];
-        assert_eq!(&row[..2], &16i16.to_be_bytes());
-        assert_eq!(&row[2..6], &6i32.to_be_bytes());
-        assert_eq!(&row[6..12], b"00123A");
-    }
-
-    /// The short cut `--validate-only` takes for plain records never accepts what the
-    /// field-by-field walk refuses: every field of a real record of each layout replaced
-    /// in turn by values at and past each check's edge, in every encoding, must get the
-    /// same verdict and the same messages with [`convert::Discard`] as with a buffer.
-    #[test]
-    fn passes_only_what_encode_accepts() {
-        use crate::layout::ISSUE_ATTR;
-        let samples = [
-            (&ISSUER, include_str!("../testdata/CED01-15R.PIP")),
-            (&ISSUE, include_str!("../testdata/CED01-15E.PIP")),
-            (&ISSUE_ATTR, include_str!("../testdata/CED01-15A.PIP")),
-        ];
-        let edges: &[&[u8]] = &[
-            b"",
-            b"x",
-            b"0",
-            b"-1",
-            b"1.5",
-            b"2024-02-29",
-            b"2023-02-29",
-            b"2024-13-01",
-            b"02/30/2024",
-            b"12/31/1999",
-            b"19990101",
-            b"00000000",
-            b"0000-00-00",
-            b"2024-1-01",
-            b"2024/01/01",
-            b"99999999",
-            b"123.4567",
-            b"1234567.1",
-            b"12345.12",
-            b"2147483648",
-            b"+5",
-            b"A",
-            b"AB",
-            b"ABC",
-            b"ABCDEF",
-            b"\xC3\xA9",
-            b"\x00",
-            b"\x80",
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJ",
-            b"5.",
-            b".5",
-            b".",
-            b"..5",
-            b"1.2.3",
-            b"999.999",
-            b"1000.000",
-            b"0001.5",
-            b"1.5000",
-            b"-0",
-            b"-999.999",
-            b"\t",
-            b"\r",
-            b"\x1a",
-            b"\x7f",
-        ];
-        let (mut compared, mut bulk) = (0, 0);
-        for (layout, text) in samples {
-            // Every sample record that is printable ASCII is taken in bulk.
-            let mut enc = RowEncoder::new(layout, Encoding::Utf8);
-            let plain = (text.split_inclusive('\n')).filter(|l| {
-                !l.starts_with("999999") && l.trim_end().bytes().all(|b| (0x20..0x80).contains(&b))
-            });
-            for line in plain {
-                assert_eq!(
-                    enc.check_plain_lines(line.as_bytes()),
-                    (line.len(), 1),
-                    "{line}"
-                );
-                bulk += 1;
-            }
-            assert!(bulk > 200, "{bulk}");
-            // A few records of each: every column and edge of them is thousands of cases.
-            for record in text.lines().filter(|l| !l.starts_with("999999")).take(12) {
-                let fields: Vec<&[u8]> = record.as_bytes().split(|&b| b == b'|').collect();
-                for col in 0..fields.len() {
-                    let width = match layout.columns.get(col).map(|c| c.kind) {
-                        Some(Kind::Varchar(w)) => w as usize,
-                        _ => 0,
-                    };
-                    let exactly_wide = vec![b'W'; width];
-                    let too_wide = vec![b'W'; width + 1];
-                    let values = edges.iter().copied().chain([&exactly_wide[..], &too_wide]);
-                    for value in values {
-                        let mut changed = fields.clone();
-                        changed[col] = value;
-                        let data = changed.join(&b'|');
-                        for encoding in [Encoding::Utf8, Encoding::Latin1, Encoding::Windows1252] {
-                            let (mut with, mut without) = (Vec::new(), Vec::new());
-                            let mut out = BytesMut::new();
-                            let ok = RowEncoder::new(layout, encoding)
-                                .encode(&mut out, 7, &data, &mut with);
-                            let checked = RowEncoder::new(layout, encoding).encode(
-                                &mut convert::Discard,
-                                7,
-                                &data,
-                                &mut without,
-                            );
-                            assert_eq!(
-                                (checked, &without),
-                                (ok, &with),
-                                "{}",
-                                convert::show(&data)
-                            );
-                            // Taken in bulk only when good and printable ASCII; any other
-                            // line (and a good one it is not sure of, such as a signed
-                            // rate) is left to the reader and `encode`.
-                            let line = [&data[..], b"\n"].concat();
-                            let printable = data.iter().all(|b| (0x20..0x80).contains(b));
-                            let mut enc = RowEncoder::new(layout, encoding);
-                            match enc.check_plain_lines(&line) {
-                                (0, 0) => {}
-                                taken => {
-                                    assert!(
-                                        ok && printable && taken == (line.len(), 1),
-                                        "{}",
-                                        convert::show(&data)
-                                    );
-                                    bulk += 1;
-                                }
-                            }
-                            compared += 1;
-                        }
-                    }
-                }
-            }
-        }
-        // Every layout, every column, every edge: thousands, not a handful; and most of
-        // them plain and good enough to be taken in bulk.
-        assert!(compared > 5_000, "{compared}");
-        assert!(bulk * 2 > compared, "{bulk} of {compared}");
-    }
-
     /// Checking only reads a file exactly as a load does: the same records, problems,
     /// lines and bytes, with faults of every kind at every place relative to the reader's
     /// buffer, where a line is split between two reads and the bulk path must leave it to
     /// the reader.
     #[test]
     fn validate_only_reads_a_file_as_a_load_does() {
-        let good: Vec<&str> = include_str!("../testdata/CED01-15E.PIP")
+        let good: Vec<&str> = include_str!("../../testdata/CED01-15E.PIP")
             .lines()
             .filter(|l| !l.starts_with("999999"))
             .take(40)
