@@ -116,85 +116,30 @@ lint: ## cargo fmt --check and clippy -D warnings
 	@$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# One bash script: a private cluster under $(DEMO_DIR), listening only on a Unix socket
-# (so a PostgreSQL already on 5432 is never touched), stopped and removed on any exit.
+# A private cluster under $(DEMO_DIR), listening only on a Unix socket (so a PostgreSQL
+# already on 5432 is never touched), stopped and removed on any exit: .ci/pg-throwaway, which
+# `testdata/check_sample.py --pg` runs in too. The steps are a bash function run inside it,
+# with PGHOST and PGPORT set and the server's psql first on the PATH.
 demo: setup build ## Load testdata 01-15 then the 01-16 delta into a throwaway cluster
-	@# PostgreSQL bin dir: $$PG_BIN, else the newest /usr/lib/postgresql/*/bin, else initdb's dir.
-	pg_bin="$${PG_BIN:-}"
-	if [ -z "$$pg_bin" ]; then
-	  pg_bin=$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-	  if [ -z "$$pg_bin" ] || [ ! -x "$$pg_bin/initdb" ]; then
-	    pg_bin=$$(dirname "$$(readlink -f "$$(command -v initdb || echo /nonexistent/initdb)")")
-	  fi
-	fi
-	[ -x "$$pg_bin/initdb" ] || { echo "demo: PostgreSQL binaries not found: run make setup or set PG_BIN" >&2; exit 1; }
-	# As root the server must run as postgres; otherwise as ourselves.
-	as_pg() {
-	  if [ "$$(id -u)" -eq 0 ]; then runuser -u postgres -- "$$@"; else "$$@"; fi
+	@demo_steps() {
+	  trap 'rc=$$?; [ "$$rc" -eq 0 ] || echo "demo: FAILED (exit $$rc)" >&2' EXIT
+	  echo "== Starting a throwaway PostgreSQL ($$(postgres --version)) in $(DEMO_DIR), socket $$PGHOST port $$PGPORT =="
+	  psql() { command psql -X -q -v ON_ERROR_STOP=1 -P pager=off "$$@"; }
+	  psql -c 'CREATE DATABASE cusip'
+	  load() { "$(abspath $(LOADER))" --host "$$PGHOST" --port "$$PGPORT" --dbname cusip --user postgres --no-progress "$$@"; }
+	  echo "== Applying the schema =="
+	  load --init-schema
+	  echo "== Loading 01-15 =="
+	  load testdata/CED01-15R.PIP testdata/CED01-15E.PIP testdata/CED01-15A.PIP
+	  echo "== Loading 01-16 (delta) =="
+	  load testdata/CED01-16R.PIP testdata/CED01-16E.PIP testdata/CED01-16A.PIP
+	  echo "== v_security_summary (first 8 rows) =="
+	  psql -d cusip -c 'SELECT * FROM v_security_summary ORDER BY cusip LIMIT 8'
+	  echo "== Demo OK; stopping the cluster and removing $(DEMO_DIR) =="
 	}
-	demo="$(abspath $(DEMO_DIR))"
-	data="$$demo/data"
-	log="$$demo/server.log"
-	loader="$(abspath $(LOADER))"
-	# A previous demo killed mid-way may have left its server running: stop it first.
-	if [ -f "$$data/postmaster.pid" ]; then
-	  as_pg "$$pg_bin/pg_ctl" -D "$$data" -m immediate stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$$demo"
-	mkdir -p "$$demo"
-	# Unix socket paths are limited to 107 bytes: fall back to a short dir under /tmp.
-	sock="$$demo"
-	if [ $$(( $${#demo} + 16 )) -gt 107 ]; then sock=$$(mktemp -d /tmp/cusip-demo.XXXXXX); fi
-	if [ "$$(id -u)" -eq 0 ]; then chown postgres: "$$demo" "$$sock"; fi
-	port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-
-	cleanup() {
-	  rc=$$?
-	  set +e
-	  # Ignore further signals (make re-sends them to us) so the cleanup always finishes.
-	  trap '' INT TERM
-	  trap - EXIT
-	  if [ -f "$$data/postmaster.pid" ]; then
-	    as_pg "$$pg_bin/pg_ctl" -D "$$data" -m fast -w -t 20 stop >/dev/null 2>&1 \
-	      || as_pg "$$pg_bin/pg_ctl" -D "$$data" -m immediate stop >/dev/null 2>&1 || true
-	  fi
-	  if [ "$$rc" -ne 0 ]; then
-	    for f in "$$demo/initdb.log" "$$log"; do
-	      if [ -s "$$f" ]; then echo "--- $$f (tail) ---"; tail -n 20 "$$f"; fi >&2
-	    done
-	    echo "demo: FAILED (exit $$rc)" >&2
-	  fi
-	  rm -rf "$$demo"
-	  [ "$$sock" = "$$demo" ] || rm -rf "$$sock"
-	  exit "$$rc"
-	}
-	trap cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
-
-	echo "== Starting a throwaway PostgreSQL ($$("$$pg_bin/postgres" --version)) in $(DEMO_DIR), socket $$sock port $$port =="
-	as_pg "$$pg_bin/initdb" -D "$$data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >"$$demo/initdb.log" 2>&1
-	cat >>"$$data/postgresql.conf" <<-EOF
-		# demo settings: Unix socket only, no durability needed
-		listen_addresses = ''
-		port = $$port
-		unix_socket_directories = '$$sock'
-		fsync = off
-	EOF
-	as_pg "$$pg_bin/pg_ctl" -D "$$data" -l "$$log" -w -t 60 start >/dev/null
-	psql() { "$$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 -P pager=off -h "$$sock" -p "$$port" -U postgres "$$@"; }
-	psql -d postgres -c 'CREATE DATABASE cusip'
-	load() { "$$loader" --host "$$sock" --port "$$port" --dbname cusip --user postgres --no-progress "$$@"; }
-
-	echo "== Applying the schema =="
-	load --init-schema
-	echo "== Loading 01-15 =="
-	load testdata/CED01-15R.PIP testdata/CED01-15E.PIP testdata/CED01-15A.PIP
-	echo "== Loading 01-16 (delta) =="
-	load testdata/CED01-16R.PIP testdata/CED01-16E.PIP testdata/CED01-16A.PIP
-	echo "== v_security_summary (first 8 rows) =="
-	psql -d cusip -c 'SELECT * FROM v_security_summary ORDER BY cusip LIMIT 8'
-	echo "== Demo OK; stopping the cluster and removing $(DEMO_DIR) =="
+	export -f demo_steps
+	# exec: the signals make sends its recipe reach the cluster's cleanup at once.
+	exec .ci/pg-throwaway --dir "$(DEMO_DIR)" bash -euo pipefail -c demo_steps
 
 # Fuzzing (issue 7): tests/fuzz is a cargo-fuzz crate with two targets, `records` (any
 # bytes as a PIP file, every layout) and `values` (one field, any column type). Not part of

@@ -1,11 +1,13 @@
 //! `make bench`: the loader against the textbook reference, in one run, as ratios.
 //!
 //! Generates `BENCH_N` issues (default 1 000 000) with the project's generator, starts a
-//! throwaway PostgreSQL cluster, and for each scenario runs the loader on one database and
-//! the reference (psql: text `\copy` into a temp table, then one `INSERT … ON CONFLICT … DO
-//! UPDATE SET every column`, one transaction) on an identical second one. It measures wall
-//! time, rows/s, MB/s, the loader's peak RSS, WAL bytes and tuples written, prints one
-//! Markdown table and writes the same as JSON under target/bench/. It never fails on speed.
+//! throwaway PostgreSQL cluster under target/bench/pg (the test harness's, from
+//! `tests/common/pg.rs`, with durability on), and for each scenario runs the loader on one
+//! database and the reference (psql: text `\copy` into a temp table, then one `INSERT … ON
+//! CONFLICT … DO UPDATE SET every column`, one transaction) on an identical second one. It
+//! measures wall time, rows/s, MB/s, the loader's peak RSS, WAL bytes and tuples written,
+//! prints Markdown tables and writes them under target/bench/ as `results-N.md` and as JSON,
+//! `results-N.json`. It never fails on speed.
 //!
 //! Two variants measure what one thing costs the loader, each against the loader itself on
 //! the same files: the fresh date without the search vectors (`nosearch`), and the fresh date
@@ -26,8 +28,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use cusip_loader::layout::FileType;
-use cusip_loader::sql;
+use serde::{Serialize, Serializer};
+
+use cusip_loader::layout::{FileType, Layout};
+use cusip_loader::sql::{create_stage, STAGE};
+
+// The tests' throwaway cluster, so that the bench's server starts as theirs does.
+#[allow(dead_code)] // its TLS, tmpfs and file-size limit are the tests'
+#[path = "../tests/common/pg.rs"]
+mod pg;
+
+use pg::{Cluster, OwnCluster};
 
 /// The variants that measure what one thing costs the loader.
 const NO_SEARCH: &str = "fresh, no search vectors";
@@ -40,6 +51,12 @@ const TABLES: [(&str, &str, &str); 3] = [
     ("A", "issue_attribute", "issuer_num, issue_num"),
 ];
 
+/// The server's settings beyond the defaults: durability stays on, unlike the tests', since
+/// WAL written and fsynced is part of what a load costs; room for the WAL of a 10 M load, so
+/// that no checkpoint is forced in the middle of one.
+const SERVER_SETTINGS: &str =
+    "-c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=30min";
+
 /// COPY-phase rounds per file: at least this many...
 const COPY_MIN_ROUNDS: usize = 5;
 /// ...then more while the loader's rounds add up to less than this many seconds...
@@ -47,142 +64,119 @@ const COPY_BUDGET_S: f64 = 30.0;
 /// ...up to this many.
 const COPY_MAX_ROUNDS: usize = 25;
 
-struct Pg {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    run_as: Option<&'static str>,
+/// One scenario: the loader on database `db` with `flag`, on the files of `day`.
+struct Scenario {
+    name: &'static str,
+    day: &'static str,
+    flag: Option<&'static str>,
+    db: &'static str,
+    /// The scenario whose reference run this one is compared with; `None`: run the
+    /// reference for it.
+    same_reference: Option<&'static str>,
 }
 
-impl Pg {
-    fn cmd(&self, name: &str) -> Command {
-        let exe = self.bin.join(name);
-        match self.run_as {
-            Some(u) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", u, "--"]).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        }
+/// In this order: a scenario's database holds what the ones before it loaded there.
+const SCENARIOS: [Scenario; 7] = [
+    Scenario {
+        name: "fresh",
+        day: "04-01",
+        flag: None,
+        db: "loader",
+        same_reference: None,
+    },
+    Scenario {
+        name: "fresh --initial-load",
+        day: "04-01",
+        flag: Some("--initial-load"),
+        db: "initial",
+        same_reference: Some("fresh"),
+    },
+    Scenario {
+        name: "unchanged",
+        day: "04-01",
+        flag: Some("--force"),
+        db: "loader",
+        same_reference: None,
+    },
+    Scenario {
+        name: "next day",
+        day: "04-02",
+        flag: None,
+        db: "loader",
+        same_reference: None,
+    },
+    Scenario {
+        name: NO_SEARCH,
+        day: "04-01",
+        flag: None,
+        db: "nosearch",
+        same_reference: Some("fresh"),
+    },
+    Scenario {
+        name: LANG_FRESH,
+        day: "04-01",
+        flag: None,
+        db: "langkeys",
+        same_reference: Some("fresh"),
+    },
+    Scenario {
+        name: LANG_NEXT,
+        day: "04-02",
+        flag: None,
+        db: "langkeys",
+        same_reference: Some("next day"),
+    },
+];
+
+/// What every step needs: where the files are, the loader, and the server.
+struct Bench {
+    /// target/bench: the scripts given to psql, the results, and the cluster's directory.
+    root: PathBuf,
+    /// The generated files and the reference's inputs, kept for the next run of the same N.
+    data: PathBuf,
+    loader: PathBuf,
+    pg: OwnCluster,
+}
+
+impl Bench {
+    fn pg(&self) -> &Cluster {
+        &self.pg.c
     }
 
-    fn psql(&self, db: &str) -> Command {
-        let mut c = Command::new(self.bin.join("psql"));
-        c.args([
-            "-X",
-            "-q",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-        ])
-        .args(["-p", &self.port.to_string(), "-d", db]);
+    /// `q`'s output on database `db`, trimmed (one value, mostly).
+    fn sql(&self, db: &str, q: &str) -> String {
+        self.pg().sql(db, q).trim().to_string()
+    }
+
+    /// The loader on database `db`, configured by environment as a scheduler would, its JSON
+    /// summary on stdout.
+    fn loader(&self, db: &str) -> Command {
+        let mut c = Command::new(&self.loader);
+        c.env("CUSIP_DB_HOST", "127.0.0.1")
+            .env("CUSIP_DB_PORT", self.pg().port.to_string())
+            .env("CUSIP_DB_USER", "postgres")
+            .env("CUSIP_DB_NAME", db)
+            .env("RUST_LOG", "warn")
+            .args(["--output", "json", "--no-progress"]);
         c
     }
 
-    fn sql(&self, db: &str, q: &str) -> String {
-        let out = self.psql(db).args(["-c", q]).output().expect("psql");
-        assert!(
-            out.status.success(),
-            "{q}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    /// The PIP file of `day` (`04-01`) and type (`R`).
+    fn pip(&self, day: &str, t: &str) -> PathBuf {
+        self.data.join(format!("CED{day}{t}.PIP"))
     }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let data = self.dir.join("data").display().to_string();
-        let _ = self
-            .cmd("pg_ctl")
-            .args(["-D", &data, "-m", "fast", "stop"])
-            .stdout(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(self.dir.join("data"));
-    }
-}
-
-fn pg_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("PG_BIN") {
-        return p.into();
-    }
-    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path().join("bin"))
-                .filter(|p| p.join("initdb").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v.pop()
-        .expect("PostgreSQL binaries not found: run `make setup` or set PG_BIN")
-}
-
-fn start_cluster(dir: &Path) -> Pg {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let run_as = (unsafe { libc::geteuid() } == 0).then_some("postgres");
-    let _ = std::fs::remove_dir_all(dir.join("data"));
-    std::fs::create_dir_all(dir).unwrap();
-    if let Some(u) = run_as {
-        Command::new("chown")
-            .args(["-R", u])
-            .arg(dir)
-            .status()
-            .unwrap();
-    }
-    let pg = Pg {
-        bin: pg_bin(),
-        dir: dir.to_path_buf(),
-        port,
-        run_as,
-    };
-    let data = dir.join("data").display().to_string();
-    let ok = pg
-        .cmd("initdb")
-        .args([
-            "-D",
-            &data,
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "initdb failed");
-    let opts = format!(
-        "-p {port} -c listen_addresses=127.0.0.1 -k {} -c shared_buffers=256MB -c max_wal_size=8GB \
-         -c checkpoint_timeout=30min",
-        dir.display()
-    );
-    let log = dir.join("server.log").display().to_string();
-    let ok = pg
-        .cmd("pg_ctl")
-        .args(["-D", &data, "-l", &log, "-o", &opts, "-w", "start"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "pg_ctl start failed; see {log}");
-    pg
 }
 
 /// Scenario, table, the loader's phases (name, seconds).
-type PhaseRow = (String, String, Vec<(String, f64)>);
+type PhaseRow = (&'static str, &'static str, Vec<(String, f64)>);
+
+/// One line of the main table: a scenario's table (or whole date), measured on each side.
+struct Row {
+    scenario: &'static str,
+    table: &'static str,
+    loader: M,
+    reference: M,
+}
 
 /// One table's COPY phase, seconds of each round: the loader's read+parse+copy, psql's
 /// `\copy` of the same rows already in binary COPY format (a client with nothing to parse:
@@ -195,8 +189,24 @@ struct CopyRound {
     server: Vec<f64>,
 }
 
+impl CopyRound {
+    /// The fastest round of the loader, of psql's `\copy` and of the server.
+    fn fastest(&self) -> (f64, f64, f64) {
+        (
+            fastest(&self.loader),
+            fastest(&self.client),
+            fastest(&self.server),
+        )
+    }
+}
+
 fn fastest(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::MAX, f64::min)
+}
+
+/// `a / b`, with no division by zero for a phase too quick to time.
+fn ratio(a: f64, b: f64) -> f64 {
+    a / b.max(1e-9)
 }
 
 /// One measurement of one side of a scenario.
@@ -208,6 +218,14 @@ struct M {
     rss_mb: Option<f64>,
     wal: u64,
     written: u64,
+}
+
+/// The larger of two peaks: memory is a ceiling, not a best case.
+fn max_rss(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Runs `cmd` to success, returning wall seconds and its stdout.
@@ -251,12 +269,12 @@ fn loader_summary(stdout: &str) -> Summary {
     }
 }
 
-fn lsn(pg: &Pg, db: &str) -> String {
-    pg.sql(db, "SELECT pg_current_wal_lsn()")
+fn lsn(b: &Bench, db: &str) -> String {
+    b.sql(db, "SELECT pg_current_wal_lsn()")
 }
 
-fn wal_since(pg: &Pg, db: &str, start: &str) -> u64 {
-    pg.sql(
+fn wal_since(b: &Bench, db: &str, start: &str) -> u64 {
+    b.sql(
         db,
         &format!("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{start}')::bigint"),
     )
@@ -265,8 +283,8 @@ fn wal_since(pg: &Pg, db: &str, start: &str) -> u64 {
 }
 
 /// Tuples written (inserted or rewritten) by transactions after `xid`.
-fn written_since(pg: &Pg, db: &str, table: &str, xid: &str) -> u64 {
-    pg.sql(
+fn written_since(b: &Bench, db: &str, table: &str, xid: &str) -> u64 {
+    b.sql(
         db,
         &format!("SELECT count(*) FROM {table} WHERE xmin::text::bigint >= {xid}"),
     )
@@ -322,7 +340,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    let data = root.join(format!("data-{n}"));
+    // The loader and the generator, built next to this example.
     let exe_dir = std::env::current_exe()
         .unwrap()
         .parent()
@@ -336,55 +354,87 @@ fn main() {
         loader.exists() && generator.exists(),
         "build first: cargo build --release --bins --examples"
     );
+    let data = root.join(format!("data-{n}"));
+    generate_data(&generator, &data, n);
+    let pg = OwnCluster::start_in(Cluster::in_dir(&root.join("pg")), SERVER_SETTINGS);
+    let b = Bench {
+        root,
+        data,
+        loader,
+        pg,
+    };
+    create_databases(&b);
 
-    if !data.join("CED04-02A.PIP").exists() {
-        std::fs::create_dir_all(&data).unwrap();
-        eprintln!("generating {n} issues under {}", data.display());
-        let gen = |extra: &[&str]| {
-            let ok = Command::new(&generator)
-                .args(["--issues", &n.to_string(), "--seed", "42", "--out"])
-                .arg(&data)
-                .args(extra)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "generator failed");
-        };
-        gen(&["--date", "04-01"]);
-        gen(&["--next-of", "04-01", "--date", "04-02"]);
-        for d in ["04-01", "04-02"] {
-            for (t, _, _) in TABLES {
-                let f = data.join(format!("CED{d}{t}.PIP"));
-                reference_input(&f, &data.join(format!("ref-{d}{t}.txt")));
-            }
+    let (mut rows, phase_rows) = run_scenarios(&b);
+    let whole = whole_date(&rows);
+    rows.extend(whole);
+    let copy_rounds = copy_phase(&b);
+    rows.extend(validate_only_vs_cat(&b));
+
+    let costs = costs(&rows);
+    let md = [
+        main_table(&rows),
+        phase_table(&phase_rows),
+        cost_table(&costs),
+        copy_table(&copy_rounds),
+    ]
+    .join("\n");
+    println!(
+        "BENCH_N = {n}; machine: {} cores\n\n{md}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    let json = results_json(&rows, &phase_rows, &costs, &copy_rounds);
+    write_results(&b.root, n, &json, &md);
+}
+
+/// Two days of `n` issues, 04-01 and its next day 04-02, from the project's generator, and
+/// the reference's inputs made from them; kept under `data` for the next run of the same N.
+fn generate_data(generator: &Path, data: &Path, n: u64) {
+    if data.join("CED04-02A.PIP").exists() {
+        return;
+    }
+    std::fs::create_dir_all(data).unwrap();
+    eprintln!("generating {n} issues under {}", data.display());
+    let gen = |extra: &[&str]| {
+        let ok = Command::new(generator)
+            .args(["--issues", &n.to_string(), "--seed", "42", "--out"])
+            .arg(data)
+            .args(extra)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "generator failed");
+    };
+    gen(&["--date", "04-01"]);
+    gen(&["--next-of", "04-01", "--date", "04-02"]);
+    for d in ["04-01", "04-02"] {
+        for (t, _, _) in TABLES {
+            let f = data.join(format!("CED{d}{t}.PIP"));
+            reference_input(&f, &data.join(format!("ref-{d}{t}.txt")));
         }
     }
-    let pg = start_cluster(&root.join("pg"));
-    // loader: every scenario on the default (safe) path; initial: the fresh load again with
-    // --initial-load; reference: the textbook psql upsert; nosearch: the default path without
-    // the search vectors (what they cost); langkeys: keys in a language collation, as in a
-    // database the old service built (what comparing in the database costs).
+}
+
+/// The scenarios' databases, each with the schema as its side applies it.
+///
+/// loader: every scenario on the default (safe) path; initial: the fresh load again with
+/// --initial-load; reference: the textbook psql upsert; nosearch: the default path without
+/// the search vectors (what they cost); langkeys: keys in a language collation, as in a
+/// database the old service built (what comparing in the database costs).
+fn create_databases(b: &Bench) {
     for db in ["loader", "initial", "reference", "nosearch"] {
-        pg.sql("postgres", &format!("CREATE DATABASE {db}"));
+        b.sql("postgres", &format!("CREATE DATABASE {db}"));
     }
-    pg.sql(
+    b.sql(
         "postgres",
         "CREATE DATABASE langkeys TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'",
     );
-    let env_loader = |c: &mut Command, db: &str| {
-        c.env("CUSIP_DB_HOST", "127.0.0.1")
-            .env("CUSIP_DB_PORT", pg.port.to_string())
-            .env("CUSIP_DB_USER", "postgres")
-            .env("CUSIP_DB_NAME", db)
-            .env("RUST_LOG", "warn")
-            .args(["--output", "json", "--no-progress"]);
-    };
     for db in ["loader", "initial", "nosearch"] {
-        let mut init = Command::new(&loader);
-        env_loader(&mut init, db);
-        timed(init.arg("--init-schema"));
+        timed(b.loader(db).arg("--init-schema"));
     }
-    pg.sql(
+    b.sql(
         "nosearch",
         "ALTER TABLE issuer DROP COLUMN search_vector; ALTER TABLE issue DROP COLUMN search_vector; \
          ALTER TABLE issue_attribute DROP COLUMN search_vector",
@@ -395,13 +445,14 @@ fn main() {
         ("reference", schema_text.clone()),
         ("langkeys", schema_text.replace(" COLLATE \"C\"", "")),
     ] {
-        let script = root.join(format!("schema-{db}.sql"));
+        let script = b.root.join(format!("schema-{db}.sql"));
         std::fs::write(
             &script,
             format!("SET search_path = public, pg_temp;\n{text}"),
         )
         .unwrap();
-        assert!(pg
+        assert!(b
+            .pg()
             .psql(db)
             .arg("-f")
             .arg(&script)
@@ -410,234 +461,211 @@ fn main() {
             .unwrap()
             .success());
     }
+}
 
-    let mut rows: Vec<(String, String, M, M)> = Vec::new();
+/// The file one scenario side loads, measured before the timing (which also puts it in the
+/// page cache for both sides).
+struct Input {
+    file: PathBuf,
+    bytes: u64,
+    records: u64,
+}
+
+/// Every scenario, table by table: the loader's side, then the reference's (or the run of
+/// the scenario it is compared with). The main table's rows, and the loader's phases.
+fn run_scenarios(b: &Bench) -> (Vec<Row>, Vec<PhaseRow>) {
+    let mut rows: Vec<Row> = Vec::new();
     let mut phase_rows: Vec<PhaseRow> = Vec::new();
-    // Scenario, date, flag, database, and the scenario whose reference run it is compared
-    // with (None: run the reference for it).
-    for (scenario, day, flag, db, same_reference) in [
-        ("fresh", "04-01", None, "loader", None),
-        (
-            "fresh --initial-load",
-            "04-01",
-            Some("--initial-load"),
-            "initial",
-            Some("fresh"),
-        ),
-        ("unchanged", "04-01", Some("--force"), "loader", None),
-        ("next day", "04-02", None, "loader", None),
-        (NO_SEARCH, "04-01", None, "nosearch", Some("fresh")),
-        (LANG_FRESH, "04-01", None, "langkeys", Some("fresh")),
-        (LANG_NEXT, "04-02", None, "langkeys", Some("next day")),
-    ] {
+    for sc in &SCENARIOS {
         for (t, table, keys) in TABLES {
-            let file = data.join(format!("CED{day}{t}.PIP"));
-            let bytes = std::fs::metadata(&file).unwrap().len();
-            let records = count_records(&file);
-            let cols = FileType::from_file_name(&file.display().to_string())
-                .expect("a PIP file name")
-                .layout()
-                .column_names();
-            // loader
-            let (start, xid) = (lsn(&pg, db), pg.sql(db, "SELECT txid_current()"));
-            let mut c = Command::new(&loader);
-            env_loader(&mut c, db);
-            c.arg(&file).args(flag);
-            let (secs, out) = timed(&mut c);
-            let Summary {
-                rss_mb: rss,
-                phases,
-                ..
-            } = loader_summary(&out);
-            let l = M {
-                seconds: secs,
-                rows: records,
-                bytes,
-                rss_mb: rss,
-                wal: wal_since(&pg, db, &start),
-                written: written_since(&pg, db, table, &xid),
+            let file = b.pip(sc.day, t);
+            let input = Input {
+                bytes: std::fs::metadata(&file).unwrap().len(),
+                records: count_records(&file),
+                file,
             };
-            phase_rows.push((scenario.to_string(), table.to_string(), phases));
-            if scenario == "fresh --initial-load" {
-                // Both paths must have produced the same table, row for row. A sum of
-                // per-row hashes, not one md5 over all rows: that string passes PostgreSQL's
-                // 1 GB limit at 10 M attribute rows.
-                let q = format!(
-                    "SELECT count(*) || ' ' || sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric) \
-                     FROM {table} t"
-                );
-                let same = pg.sql("loader", &q) == pg.sql("initial", &q);
+            let (l, phases) = loader_side(b, sc, table, &input);
+            phase_rows.push((sc.name, table, phases));
+            if sc.flag == Some("--initial-load") {
+                let same = same_rows(b, table, "loader", sc.db);
                 eprintln!(
                     "{table}: the default path and --initial-load give identical rows: {same}"
                 );
             }
-            // reference (a variant of a scenario is compared with that scenario's reference run)
-            let r = if let Some(base) = same_reference {
-                rows.iter()
-                    .find(|(s, tb, _, _)| s == base && tb == table)
-                    .map(|(_, _, _, r)| r.clone())
-                    .unwrap_or_default()
-            } else {
-                let (start, xid) = (
-                    lsn(&pg, "reference"),
-                    pg.sql("reference", "SELECT txid_current()"),
-                );
-                let script = root.join("ref.sql");
-                std::fs::write(
-                    &script,
-                    reference_sql(table, keys, &cols, &data.join(format!("ref-{day}{t}.txt"))),
-                )
-                .unwrap();
-                let (secs, _) = timed(pg.psql("reference").arg("-f").arg(&script));
-                M {
-                    seconds: secs,
-                    rows: records,
-                    bytes,
-                    rss_mb: None,
-                    wal: wal_since(&pg, "reference", &start),
-                    written: written_since(&pg, "reference", table, &xid),
-                }
+            // A variant of a scenario is compared with that scenario's reference run.
+            let r = match sc.same_reference {
+                Some(base) => rows
+                    .iter()
+                    .find(|r| r.scenario == base && r.table == table)
+                    .map(|r| r.reference.clone())
+                    .unwrap_or_default(),
+                None => reference_side(b, sc.day, t, (table, keys), &input),
             };
             eprintln!(
-                "{scenario} {table}: loader {:.2}s, reference {:.2}s",
-                l.seconds, r.seconds
+                "{} {table}: loader {:.2}s, reference {:.2}s",
+                sc.name, l.seconds, r.seconds
             );
-            rows.push((scenario.to_string(), table.to_string(), l, r));
+            rows.push(Row {
+                scenario: sc.name,
+                table,
+                loader: l,
+                reference: r,
+            });
         }
     }
-    // The whole date, fresh: the sum over the three files, each way.
-    for scenario in ["fresh", "fresh --initial-load"] {
-        let mut l = M::default();
-        let mut r = M::default();
-        for (s, _, lm, rm) in &rows {
-            if s == scenario {
+    (rows, phase_rows)
+}
+
+/// The loader's side of one scenario's file: wall time, its own phases and peak RSS, and
+/// the WAL and tuples the server wrote for it.
+fn loader_side(b: &Bench, sc: &Scenario, table: &str, input: &Input) -> (M, Vec<(String, f64)>) {
+    let (start, xid) = (lsn(b, sc.db), b.sql(sc.db, "SELECT txid_current()"));
+    let (secs, out) = timed(b.loader(sc.db).arg(&input.file).args(sc.flag));
+    let Summary { rss_mb, phases, .. } = loader_summary(&out);
+    let m = M {
+        seconds: secs,
+        rows: input.records,
+        bytes: input.bytes,
+        rss_mb,
+        wal: wal_since(b, sc.db, &start),
+        written: written_since(b, sc.db, table, &xid),
+    };
+    (m, phases)
+}
+
+/// Whether `table` holds the same rows, row for row, in databases `a` and `b`. A sum of
+/// per-row hashes, not one md5 over all rows: that string passes PostgreSQL's 1 GB limit at
+/// 10 M attribute rows.
+fn same_rows(bench: &Bench, table: &str, a: &str, b: &str) -> bool {
+    let q = format!(
+        "SELECT count(*) || ' ' || sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric) \
+         FROM {table} t"
+    );
+    bench.sql(a, &q) == bench.sql(b, &q)
+}
+
+/// The reference's side: psql's textbook upsert of the same file (its text input made by
+/// [`reference_input`]) into the `reference` database, in one transaction.
+fn reference_side(b: &Bench, day: &str, t: &str, (table, keys): (&str, &str), input: &Input) -> M {
+    let cols = FileType::from_file_name(&input.file.display().to_string())
+        .expect("a PIP file name")
+        .layout()
+        .column_names();
+    let (start, xid) = (
+        lsn(b, "reference"),
+        b.sql("reference", "SELECT txid_current()"),
+    );
+    let script = b.root.join("ref.sql");
+    let text = b.data.join(format!("ref-{day}{t}.txt"));
+    std::fs::write(&script, reference_sql(table, keys, &cols, &text)).unwrap();
+    let (secs, _) = timed(b.pg().psql("reference").arg("-f").arg(&script));
+    M {
+        seconds: secs,
+        rows: input.records,
+        bytes: input.bytes,
+        rss_mb: None,
+        wal: wal_since(b, "reference", &start),
+        written: written_since(b, "reference", table, &xid),
+    }
+}
+
+/// The whole date, fresh: the sum over the three files, each way.
+fn whole_date(rows: &[Row]) -> Vec<Row> {
+    ["fresh", "fresh --initial-load"]
+        .into_iter()
+        .map(|scenario| {
+            let mut l = M::default();
+            let mut r = M::default();
+            for row in rows.iter().filter(|row| row.scenario == scenario) {
+                let (lm, rm) = (&row.loader, &row.reference);
                 l.seconds += lm.seconds;
                 l.rows += lm.rows;
                 l.bytes += lm.bytes;
                 l.wal += lm.wal;
                 l.written += lm.written;
-                l.rss_mb = match (l.rss_mb, lm.rss_mb) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                };
+                l.rss_mb = max_rss(l.rss_mb, lm.rss_mb);
                 r.seconds += rm.seconds;
                 r.wal += rm.wal;
                 r.written += rm.written;
             }
-        }
-        rows.push((scenario.to_string(), "whole date".to_string(), l, r));
+            Row {
+                scenario,
+                table: "whole date",
+                loader: l,
+                reference: r,
+            }
+        })
+        .collect()
+}
+
+/// How many COPY-phase rounds a file gets.
+///
+/// The fastest of a few is a poor estimate for a phase of a second or less, which one
+/// wake-up of a neighbour can stretch by a third (five rounds of the 10 M issuer file ranged
+/// 0.48–0.67 s), while one round of a large file takes half a minute. So each file gets at
+/// least `COPY_MIN_ROUNDS`, then more until the loader's rounds add up to `COPY_BUDGET_S`, up
+/// to `COPY_MAX_ROUNDS`. `BENCH_COPY_ROUNDS=N` fixes N instead.
+struct Rounds(Option<usize>);
+
+impl Rounds {
+    fn from_env() -> Rounds {
+        Rounds(
+            std::env::var("BENCH_COPY_ROUNDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(|n: usize| n.max(1)),
+        )
     }
-    // The COPY phase against the server's own binary COPY of the same rows into the same
-    // staging table. Each is timed once only in the scenarios above, minutes apart, while the
-    // server may be checkpointing the previous merge, and single runs on this shared 2-core
-    // machine differed by up to 50 %. So they are run again here, interleaved, each after a
-    // CHECKPOINT, with the loader's session settings, and the fastest round of each is
-    // compared. psql's `\copy` of the same binary rows is timed too: it sends what the
-    // server reads, with no parsing or encoding, so it is the floor for any client and
-    // separates the cost of the client-server protocol from the loader's own.
-    //
-    // The loader's rounds run on a scratch database whose tables are empty (so, as in a
-    // fresh load, the whole file is staged) and whose issue and attribute tables lack the
-    // foreign key to their parent: with no parents loaded, the loader's own set-based check
-    // then rejects the file right after staging it, and the merge (minutes at 10 M rows, and
-    // not part of this phase) never runs. The issuer file has no parent; it loads, and the
-    // tables are emptied before each round.
-    //
-    // How many rounds: the fastest of a few is a poor estimate for a phase of a second or
-    // less, which one wake-up of a neighbour can stretch by a third (five rounds of the 10 M
-    // issuer file ranged 0.48–0.67 s), while one round of a large file takes half a minute.
-    // So each file gets at least `COPY_MIN_ROUNDS`, then more until the loader's rounds add
-    // up to `COPY_BUDGET_S`, up to `COPY_MAX_ROUNDS`. `BENCH_COPY_ROUNDS=N` fixes N instead.
-    let fixed_rounds: Option<usize> = std::env::var("BENCH_COPY_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(|n: usize| n.max(1));
-    let more_rounds = |done: &[f64]| match fixed_rounds {
-        Some(n) => done.len() < n,
-        None => {
-            done.len() < COPY_MIN_ROUNDS
-                || (done.len() < COPY_MAX_ROUNDS && done.iter().sum::<f64>() < COPY_BUDGET_S)
+
+    /// Whether another round follows the loader's rounds `done`.
+    fn more(&self, done: &[f64]) -> bool {
+        match self.0 {
+            Some(n) => done.len() < n,
+            None => {
+                done.len() < COPY_MIN_ROUNDS
+                    || (done.len() < COPY_MAX_ROUNDS && done.iter().sum::<f64>() < COPY_BUDGET_S)
+            }
         }
-    };
-    pg.sql("postgres", "CREATE DATABASE copyphase");
-    let mut init = Command::new(&loader);
-    env_loader(&mut init, "copyphase");
-    timed(init.arg("--init-schema"));
-    pg.sql(
+    }
+}
+
+/// Seconds per round, for stderr.
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.3}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The COPY phase against the server's own binary COPY of the same rows into the same
+/// staging table, each fresh file's.
+///
+/// Each is timed once only in the scenarios, minutes apart, while the server may be
+/// checkpointing the previous merge, and single runs on this shared 2-core machine differed
+/// by up to 50 %. So they are run again here, interleaved, each after a CHECKPOINT, with the
+/// loader's session settings, and the fastest round of each is compared. psql's `\copy` of
+/// the same binary rows is timed too: it sends what the server reads, with no parsing or
+/// encoding, so it is the floor for any client and separates the cost of the client-server
+/// protocol from the loader's own.
+///
+/// The loader's rounds run on a scratch database whose tables are empty (so, as in a fresh
+/// load, the whole file is staged) and whose issue and attribute tables lack the foreign key
+/// to their parent: with no parents loaded, the loader's own set-based check then rejects the
+/// file right after staging it, and the merge (minutes at 10 M rows, and not part of this
+/// phase) never runs. The issuer file has no parent; it loads, and the tables are emptied
+/// before each round.
+fn copy_phase(b: &Bench) -> Vec<CopyRound> {
+    let rounds = Rounds::from_env();
+    b.sql("postgres", "CREATE DATABASE copyphase");
+    timed(b.loader("copyphase").arg("--init-schema"));
+    b.sql(
         "copyphase",
         "ALTER TABLE issue DROP CONSTRAINT issue_issuer_fk; \
          ALTER TABLE issue_attribute DROP CONSTRAINT issue_attribute_issue_fk",
     );
-    let mut copy_rounds: Vec<CopyRound> = Vec::new();
-    // Seconds per round, for stderr and the JSON.
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x:.3}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let mut copy_rounds = Vec::new();
     for (t, table, _) in TABLES {
-        let file = data.join(format!("CED04-01{t}.PIP"));
-        let layout = FileType::from_file_name(&file.display().to_string())
-            .expect("a PIP file name")
-            .layout();
-        // The rows the fresh load staged, as the server's binary COPY format, from the
-        // database the --initial-load scenario filled with the same file.
-        let bin = root.join("pg").join(format!("stage-{t}.bin"));
-        pg.sql(
-            "initial",
-            &format!(
-                "COPY (SELECT 0::bigint, {} FROM {table} ORDER BY {}) TO '{}' (FORMAT binary)",
-                layout.column_names().join(", "),
-                layout.key_names().join(", "),
-                bin.display()
-            ),
-        );
-        let mut r = CopyRound {
-            table,
-            rows: pg
-                .sql("initial", &format!("SELECT count(*) FROM {table}"))
-                .parse()
-                .unwrap_or(0),
-            loader: Vec::new(),
-            client: Vec::new(),
-            server: Vec::new(),
-        };
-        while more_rounds(&r.loader) {
-            pg.sql("copyphase", "TRUNCATE issuer, issue, issue_attribute");
-            pg.sql("copyphase", "CHECKPOINT");
-            let mut c = Command::new(&loader);
-            env_loader(&mut c, "copyphase");
-            // --force: the issuer file loads, and the journal would skip it next round.
-            let out = c.arg(&file).arg("--force").output().unwrap();
-            let summary = loader_summary(&String::from_utf8_lossy(&out.stdout));
-            let staged = summary
-                .phases
-                .iter()
-                .find(|(n, _)| n == "read+parse+copy")
-                .map(|(_, v)| *v);
-            let Some(staged) = staged else {
-                panic!(
-                    "the loader's COPY phase round on {} gave no read+parse+copy phase: {}",
-                    file.display(),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            };
-            assert_eq!(
-                summary.records,
-                Some(r.rows),
-                "the loader's COPY phase round on {} did not stage every record",
-                file.display()
-            );
-            r.loader.push(staged);
-            pg.sql("copyphase", "CHECKPOINT");
-            r.client
-                .push(binary_copy(&pg, "copyphase", layout, &bin, Via::Client));
-            pg.sql("copyphase", "CHECKPOINT");
-            r.server
-                .push(binary_copy(&pg, "copyphase", layout, &bin, Via::Server));
-        }
-        let _ = std::fs::remove_file(&bin);
+        let r = copy_rounds_of(b, t, table, &rounds);
         eprintln!(
             "COPY phase {table}, seconds per round: loader [{}], psql \\copy [{}], server [{}]",
             list(&r.loader),
@@ -646,12 +674,91 @@ fn main() {
         );
         copy_rounds.push(r);
     }
+    copy_rounds
+}
 
-    // validate-only against cat on the same page-cached files: the fastest of five runs of
-    // each, interleaved, because one core's speed is the question and the machine is shared
-    // (the server may still be checkpointing what the scenarios above wrote).
+/// The interleaved rounds of one table's fresh file: the loader, psql's `\copy`, the server.
+fn copy_rounds_of(b: &Bench, t: &str, table: &'static str, rounds: &Rounds) -> CopyRound {
+    let file = b.pip("04-01", t);
+    let layout = FileType::from_file_name(&file.display().to_string())
+        .expect("a PIP file name")
+        .layout();
+    // The rows the fresh load staged, as the server's binary COPY format, from the database
+    // the --initial-load scenario filled with the same file.
+    let bin = b.pg().dir.join(format!("stage-{t}.bin"));
+    b.sql(
+        "initial",
+        &format!(
+            "COPY (SELECT 0::bigint, {} FROM {table} ORDER BY {}) TO '{}' (FORMAT binary)",
+            layout.column_names().join(", "),
+            layout.key_names().join(", "),
+            bin.display()
+        ),
+    );
+    let mut r = CopyRound {
+        table,
+        rows: b
+            .sql("initial", &format!("SELECT count(*) FROM {table}"))
+            .parse()
+            .unwrap_or(0),
+        loader: Vec::new(),
+        client: Vec::new(),
+        server: Vec::new(),
+    };
+    while rounds.more(&r.loader) {
+        b.sql("copyphase", "TRUNCATE issuer, issue, issue_attribute");
+        b.sql("copyphase", "CHECKPOINT");
+        r.loader.push(loader_copy_round(b, &file, r.rows));
+        b.sql("copyphase", "CHECKPOINT");
+        r.client
+            .push(binary_copy(b.pg(), "copyphase", layout, &bin, Via::Client));
+        b.sql("copyphase", "CHECKPOINT");
+        r.server
+            .push(binary_copy(b.pg(), "copyphase", layout, &bin, Via::Server));
+    }
+    let _ = std::fs::remove_file(&bin);
+    r
+}
+
+/// One round of the loader on `file` in the scratch database: its read+parse+copy phase, in
+/// seconds, once it has staged all `rows`.
+fn loader_copy_round(b: &Bench, file: &Path, rows: u64) -> f64 {
+    // --force: the issuer file loads, and the journal would skip it next round.
+    let out = b
+        .loader("copyphase")
+        .arg(file)
+        .arg("--force")
+        .output()
+        .unwrap();
+    let summary = loader_summary(&String::from_utf8_lossy(&out.stdout));
+    let staged = summary
+        .phases
+        .iter()
+        .find(|(n, _)| n == "read+parse+copy")
+        .map(|(_, v)| *v);
+    let Some(staged) = staged else {
+        panic!(
+            "the loader's COPY phase round on {} gave no read+parse+copy phase: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    assert_eq!(
+        summary.records,
+        Some(rows),
+        "the loader's COPY phase round on {} did not stage every record",
+        file.display()
+    );
+    staged
+}
+
+/// validate-only against cat on the same page-cached fresh files: the fastest of five runs
+/// of each, interleaved, because one core's speed is the question and the machine is shared
+/// (the server may still be checkpointing what the scenarios wrote).
+fn validate_only_vs_cat(b: &Bench) -> Vec<Row> {
+    let mut rows = Vec::new();
     for (t, table, _) in TABLES {
-        let file = data.join(format!("CED04-01{t}.PIP"));
+        let file = b.pip("04-01", t);
         let bytes = std::fs::metadata(&file).unwrap().len();
         let _ = Command::new("cat")
             .arg(&file)
@@ -659,17 +766,12 @@ fn main() {
             .status();
         let (mut secs, mut cat_secs, mut rss) = (f64::MAX, f64::MAX, None::<f64>);
         for _ in 0..5 {
-            let mut c = Command::new(&loader);
-            env_loader(&mut c, "loader");
-            let (s, out) = timed(c.arg("--validate-only").arg(&file));
+            let (s, out) = timed(b.loader("loader").arg("--validate-only").arg(&file));
             let (cs, _) = timed(Command::new("cat").arg(&file).stdout(Stdio::null()));
             secs = secs.min(s);
             cat_secs = cat_secs.min(cs);
-            // The largest peak of the runs: memory is a ceiling, not a best case.
-            rss = match (rss, loader_summary(&out).rss_mb) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
+            // The largest peak of the runs (see max_rss).
+            rss = max_rss(rss, loader_summary(&out).rss_mb);
         }
         let l = M {
             seconds: secs,
@@ -684,19 +786,67 @@ fn main() {
             bytes,
             ..Default::default()
         };
-        rows.push(("validate-only vs cat".into(), table.to_string(), l, r));
+        rows.push(Row {
+            scenario: "validate-only vs cat",
+            table,
+            loader: l,
+            reference: r,
+        });
     }
+    rows
+}
 
+/// What one thing costs the loader: its seconds on the same files with it and without it.
+struct Cost {
+    what: &'static str,
+    table: &'static str,
+    with: f64,
+    without: f64,
+}
+
+fn costs(rows: &[Row]) -> Vec<Cost> {
+    let secs = |scenario: &str, table: &str| {
+        rows.iter()
+            .find(|r| r.scenario == scenario && r.table == table)
+            .map_or(0.0, |r| r.loader.seconds)
+    };
+    let mut out = Vec::new();
+    for (what, with, without) in [
+        ("search vectors (fresh, default path)", "fresh", NO_SEARCH),
+        (
+            "keys in a language collation (next day)",
+            LANG_NEXT,
+            "next day",
+        ),
+    ] {
+        for (_, table, _) in TABLES {
+            out.push(Cost {
+                what,
+                table,
+                with: secs(with, table),
+                without: secs(without, table),
+            });
+        }
+    }
+    out
+}
+
+fn main_table(rows: &[Row]) -> String {
     let mut md = String::from(
         "| scenario | table | loader s | reference s | ratio | loader rows/s | loader MB/s | loader peak RSS MB | loader WAL MB | reference WAL MB | loader tuples written | reference tuples written |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut json = Vec::new();
-    for (s, t, l, r) in &rows {
-        let ratio = l.seconds / r.seconds.max(1e-9);
+    for Row {
+        scenario: s,
+        table: t,
+        loader: l,
+        reference: r,
+    } in rows
+    {
         md.push_str(&format!(
-            "| {s} | {t} | {:.2} | {:.2} | {ratio:.2} | {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {} |\n",
+            "| {s} | {t} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {} |\n",
             l.seconds,
             r.seconds,
+            ratio(l.seconds, r.seconds),
             l.rows as f64 / l.seconds,
             l.bytes as f64 / 1e6 / l.seconds,
             l.rss_mb.unwrap_or(0.0),
@@ -705,15 +855,15 @@ fn main() {
             l.written,
             r.written
         ));
-        json.push(format!(
-            "{{\"scenario\":\"{s}\",\"table\":\"{t}\",\"loader_seconds\":{:.3},\"reference_seconds\":{:.3},\"ratio\":{ratio:.3},\"rows\":{},\"bytes\":{},\"loader_peak_rss_mb\":{:.1},\"loader_wal_bytes\":{},\"reference_wal_bytes\":{},\"loader_tuples_written\":{},\"reference_tuples_written\":{}}}",
-            l.seconds, r.seconds, l.rows, l.bytes, l.rss_mb.unwrap_or(0.0), l.wal, r.wal, l.written, r.written
-        ));
     }
-    md.push_str(
-        "\n| scenario | table | read+parse+copy s | checks s | merge s | commit s |\n|---|---|---:|---:|---:|---:|\n",
+    md
+}
+
+fn phase_table(phase_rows: &[PhaseRow]) -> String {
+    let mut md = String::from(
+        "| scenario | table | read+parse+copy s | checks s | merge s | commit s |\n|---|---|---:|---:|---:|---:|\n",
     );
-    for (s, t, phases) in &phase_rows {
+    for (s, t, phases) in phase_rows {
         let get = |name: &str| {
             phases
                 .iter()
@@ -727,49 +877,33 @@ fn main() {
             get("merge"),
             get("commit"),
         ));
-        json.push(format!(
-            "{{\"scenario\":\"{s}\",\"table\":\"{t}\",\"phases\":{{{}}}}}",
-            phases
-                .iter()
-                .map(|(n, v)| format!("\"{n}\":{v:.3}"))
-                .collect::<Vec<_>>()
-                .join(","),
+    }
+    md
+}
+
+fn cost_table(costs: &[Cost]) -> String {
+    let mut md = String::from(
+        "| what it costs the loader | table | with s | without s | with / without |\n|---|---|---:|---:|---:|\n",
+    );
+    for c in costs {
+        md.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} |\n",
+            c.what,
+            c.table,
+            c.with,
+            c.without,
+            ratio(c.with, c.without)
         ));
     }
-    // What one thing costs the loader: the same files with it and without it.
-    md.push_str(
-        "\n| what it costs the loader | table | with s | without s | with / without |\n|---|---|---:|---:|---:|\n",
+    md
+}
+
+fn copy_table(copy_rounds: &[CopyRound]) -> String {
+    let mut md = String::from(
+        "| COPY phase, fastest of interleaved rounds | rows | rounds | loader read+parse+copy s | psql \\copy of the binary rows s | server binary COPY s | loader / server | psql \\copy / server | loader / psql \\copy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for (what, with, without) in [
-        ("search vectors (fresh, default path)", "fresh", NO_SEARCH),
-        (
-            "keys in a language collation (next day)",
-            LANG_NEXT,
-            "next day",
-        ),
-    ] {
-        for (_, table, _) in TABLES {
-            let secs = |scenario: &str| {
-                rows.iter()
-                    .find(|(s, t, _, _)| s == scenario && t == table)
-                    .map_or(0.0, |(_, _, l, _)| l.seconds)
-            };
-            let (a, b) = (secs(with), secs(without));
-            md.push_str(&format!(
-                "| {what} | {table} | {a:.2} | {b:.2} | {:.2} |\n",
-                a / b.max(1e-9)
-            ));
-            json.push(format!(
-                "{{\"cost_of\":\"{what}\",\"table\":\"{table}\",\"with_seconds\":{a:.3},\"without_seconds\":{b:.3}}}"
-            ));
-        }
-    }
-    md.push_str(
-        "\n| COPY phase, fastest of interleaved rounds | rows | rounds | loader read+parse+copy s | psql \\copy of the binary rows s | server binary COPY s | loader / server | psql \\copy / server | loader / psql \\copy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for r in &copy_rounds {
-        let (l, c, s) = (fastest(&r.loader), fastest(&r.client), fastest(&r.server));
-        let ratio = |a: f64, b: f64| a / b.max(1e-9);
+    for r in copy_rounds {
+        let (l, c, s) = r.fastest();
         md.push_str(&format!(
             "| {} | {} | {} | {l:.2} | {c:.2} | {s:.2} | {:.2} | {:.2} | {:.2} |\n",
             r.table,
@@ -779,31 +913,130 @@ fn main() {
             ratio(c, s),
             ratio(l, c),
         ));
-        json.push(format!(
-            "{{\"copy_phase\":\"{}\",\"rows\":{},\"loader_seconds\":[{}],\"psql_copy_seconds\":[{}],\"server_binary_copy_seconds\":[{}],\"loader_over_server\":{:.3},\"psql_copy_over_server\":{:.3},\"loader_over_psql_copy\":{:.3}}}",
-            r.table,
-            r.rows,
-            list(&r.loader),
-            list(&r.client),
-            list(&r.server),
-            ratio(l, s),
-            ratio(c, s),
-            ratio(l, c),
-        ));
     }
-    println!(
-        "BENCH_N = {n}; machine: {} cores\n\n{md}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
-    );
-    std::fs::write(
-        root.join(format!("results-{n}.json")),
-        format!("[\n{}\n]\n", json.join(",\n")),
-    )
-    .unwrap();
-    std::fs::write(root.join(format!("results-{n}.md")), &md).unwrap();
-    eprintln!("wrote {}", root.join(format!("results-{n}.json")).display());
+    md
+}
+
+/// One object of `results-N.json`, a line of one of the tables. Untagged: the fields tell
+/// the kinds apart, as they always have.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Record<'a> {
+    Scenario {
+        scenario: &'a str,
+        table: &'a str,
+        loader_seconds: f64,
+        reference_seconds: f64,
+        ratio: f64,
+        rows: u64,
+        bytes: u64,
+        loader_peak_rss_mb: f64,
+        loader_wal_bytes: u64,
+        reference_wal_bytes: u64,
+        loader_tuples_written: u64,
+        reference_tuples_written: u64,
+    },
+    Phases {
+        scenario: &'a str,
+        table: &'a str,
+        phases: Phases<'a>,
+    },
+    Cost {
+        cost_of: &'a str,
+        table: &'a str,
+        with_seconds: f64,
+        without_seconds: f64,
+    },
+    CopyPhase {
+        copy_phase: &'a str,
+        rows: u64,
+        loader_seconds: Vec<f64>,
+        psql_copy_seconds: Vec<f64>,
+        server_binary_copy_seconds: Vec<f64>,
+        loader_over_server: f64,
+        psql_copy_over_server: f64,
+        loader_over_psql_copy: f64,
+    },
+}
+
+/// The loader's phases as one object, `{"name": seconds}`, in the order the loader ran them
+/// (a `serde_json::Map` would sort them by name).
+struct Phases<'a>(&'a [(String, f64)]);
+
+impl Serialize for Phases<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(name, secs)| (name, ms(*secs))))
+    }
+}
+
+/// Seconds to the millisecond, and other values to `places` decimals: the precision of the
+/// tables' sources, without the noise of the last bits.
+fn round(x: f64, places: usize) -> f64 {
+    format!("{x:.places$}").parse().unwrap_or(x)
+}
+
+fn ms(secs: f64) -> f64 {
+    round(secs, 3)
+}
+
+fn results_json<'a>(
+    rows: &'a [Row],
+    phase_rows: &'a [PhaseRow],
+    costs: &'a [Cost],
+    copy_rounds: &'a [CopyRound],
+) -> Vec<Record<'a>> {
+    let rows = rows.iter().map(|r| {
+        let (l, rf) = (&r.loader, &r.reference);
+        Record::Scenario {
+            scenario: r.scenario,
+            table: r.table,
+            loader_seconds: ms(l.seconds),
+            reference_seconds: ms(rf.seconds),
+            ratio: round(ratio(l.seconds, rf.seconds), 3),
+            rows: l.rows,
+            bytes: l.bytes,
+            loader_peak_rss_mb: round(l.rss_mb.unwrap_or(0.0), 1),
+            loader_wal_bytes: l.wal,
+            reference_wal_bytes: rf.wal,
+            loader_tuples_written: l.written,
+            reference_tuples_written: rf.written,
+        }
+    });
+    let phases = phase_rows.iter().map(|(s, t, p)| Record::Phases {
+        scenario: s,
+        table: t,
+        phases: Phases(p),
+    });
+    let costs = costs.iter().map(|c| Record::Cost {
+        cost_of: c.what,
+        table: c.table,
+        with_seconds: ms(c.with),
+        without_seconds: ms(c.without),
+    });
+    let copies = copy_rounds.iter().map(|r| {
+        let (l, c, s) = r.fastest();
+        let all = |v: &[f64]| v.iter().map(|x| ms(*x)).collect();
+        Record::CopyPhase {
+            copy_phase: r.table,
+            rows: r.rows,
+            loader_seconds: all(&r.loader),
+            psql_copy_seconds: all(&r.client),
+            server_binary_copy_seconds: all(&r.server),
+            loader_over_server: round(ratio(l, s), 3),
+            psql_copy_over_server: round(ratio(c, s), 3),
+            loader_over_psql_copy: round(ratio(l, c), 3),
+        }
+    });
+    rows.chain(phases).chain(costs).chain(copies).collect()
+}
+
+/// `results-N.json` and `results-N.md` under `root`, the run's record beside its data.
+fn write_results(root: &Path, n: u64, json: &[Record], md: &str) {
+    let path = root.join(format!("results-{n}.json"));
+    let text = serde_json::to_string_pretty(json).expect("the results serialize");
+    std::fs::write(&path, text + "\n").unwrap();
+    std::fs::write(root.join(format!("results-{n}.md")), md).unwrap();
+    eprintln!("wrote {}", path.display());
 }
 
 /// Data records in a PIP file (lines other than the trailer), counted in bounded memory.
@@ -829,20 +1062,14 @@ enum Via {
 /// transaction of a session with the loader's settings: psql's own `\timing` of those two
 /// statements, so that psql's start and connection are not counted (the loader's phase
 /// does not count its own either).
-fn binary_copy(
-    pg: &Pg,
-    db: &str,
-    layout: &cusip_loader::layout::Layout,
-    bin: &Path,
-    via: Via,
-) -> f64 {
+fn binary_copy(pg: &Cluster, db: &str, layout: &Layout, bin: &Path, via: Via) -> f64 {
     let copy = format!(
         "{} {} (line, {}) FROM '{}' (FORMAT binary)",
         match via {
             Via::Client => "\\copy",
             Via::Server => "COPY",
         },
-        sql::STAGE,
+        STAGE,
         layout.column_names().join(", "),
         bin.display()
     );
@@ -850,7 +1077,7 @@ fn binary_copy(
         .psql(db)
         .env("PGOPTIONS", cusip_loader::db::SESSION_SETTINGS)
         .args(["-c", "\\timing on", "-c", "BEGIN"])
-        .args(["-c", &sql::create_stage(layout)])
+        .args(["-c", &create_stage(layout)])
         .args(["-c", &copy, "-c", "COMMIT"])
         .output()
         .expect("psql");

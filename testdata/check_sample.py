@@ -2,22 +2,22 @@
 """Validate the sample PIP files and compute the expected load results.
 
     python3 testdata/check_sample.py            # validate, print the README tables
-    python3 testdata/check_sample.py --pg       # also load into a scratch PostgreSQL
-                                                # (initdb/pg_ctl on PATH) and compare
+    python3 testdata/check_sample.py --pg       # also load into a throwaway PostgreSQL
+                                                # (.ci/pg-throwaway) and compare
     python3 testdata/check_sample.py --repro    # also rerun make_sample.py into a temp
                                                 # dir and require byte-identical output
 
-The file rules are implemented here independently of make_sample.py, from
-/work/shared/pip-format.md: field counts, varchar widths in characters, dates
-(YYYY-MM-DD, YYYYMMDD, MM/DD/YYYY; 0000-00-00 / 00000000 = NULL), integer,
-numeric(p,s) without rounding, code tables, NUL, UTF-8, trailer, keys, FKs.
+The file rules are those of the PIP format spec, as docs/design.md states them under "What is
+checked" and "File-format decisions", implemented here independently of make_sample.py
+(and of the loader), so that the two cannot share a mistake: field counts, varchar widths
+in characters, dates (YYYY-MM-DD, YYYYMMDD, MM/DD/YYYY; 0000-00-00 / 00000000 = NULL),
+integer, numeric(p,s) without rounding, code tables, NUL, UTF-8, trailer, keys, FKs.
 "Load" semantics: within a file the last record of a key wins; a key not in the
 table is inserted, one whose typed values differ is updated, otherwise unchanged.
 """
 import datetime as dt
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+PG_THROWAWAY = HERE.parent / ".ci" / "pg-throwaway"
 MAX_ERRORS = 20
 
 V = lambda n: ("v", n)
@@ -491,79 +492,68 @@ def copy_text(v):
 
 
 def pg_crosscheck():
-    """Load the six files with PostgreSQL doing the typing and the comparison."""
-    tmp = Path(tempfile.mkdtemp(prefix="pgcheck"))
-    env = dict(os.environ, LC_ALL="C")
-    user = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as nobody
-        shutil.chown(tmp, "nobody")
-        user = ["runuser", "-u", "nobody", "--"]
-    run = lambda cmd, **kw: subprocess.run(user + cmd, check=True, env=env, capture_output=True, text=True, **kw)
-    run(["initdb", "-D", str(tmp / "db"), "-U", "postgres", "-E", "UTF8", "--no-locale", "-A", "trust"])
-    port = "55439"
-    run(["pg_ctl", "-D", str(tmp / "db"), "-w", "-o", f"-p {port} -k {tmp} -c listen_addresses=''",
-         "-l", str(tmp / "log"), "start"])
-    try:
-        ddl = []
-        for code, vals in CODES.items():
-            ddl.append(f"CREATE TABLE ref_{code} (code varchar(10) PRIMARY KEY);")
-            ddl.append(f"INSERT INTO ref_{code} VALUES " + ",".join(f"('{v}')" for v in vals) + ";")
-        for suf in "REA":
-            table, cols, nkey = TYPES[suf]
-            defs = []
-            for c, t in cols:
-                d = f"{c} {sqltype(t)}"
-                if c in CODES:
-                    d += f" REFERENCES ref_{c}"
-                defs.append(d)
-            pk = ", ".join(c for c, _ in cols[:nkey])
-            fk = {"R": "", "E": ", FOREIGN KEY (issuer_num) REFERENCES issuer",
-                  "A": ", FOREIGN KEY (issuer_num, issue_num) REFERENCES issue"}[suf]
-            ddl.append(f"CREATE TABLE {table} ({', '.join(defs)}, PRIMARY KEY ({pk}){fk});")
-        script = ["SET client_min_messages = warning;", "SET DateStyle = 'ISO, MDY';", *ddl]
-        for name in SEQUENCE:
-            table, cols, nkey = TYPES[ftype(name)]
-            names = [c for c, _ in cols]
-            keys = names[:nkey]
-            script.append("DROP TABLE IF EXISTS stg, d;")
-            script.append(f"CREATE TEMP TABLE stg (LIKE {table}); ALTER TABLE stg ADD COLUMN line integer;")
-            script.append(f"COPY stg ({', '.join(names)}, line) FROM stdin;")
-            data = (HERE / name).read_bytes().replace(b"\r\n", b"\n").rstrip(b"\x1a").decode()
-            for lineno, line in enumerate(data.split("\n"), 1):
-                if not line or line.startswith("999999"):
-                    continue
-                f = line.split("|")
-                f = ["" if (typ == DATE and v in ("0000-00-00", "00000000")) else v for v, (_, typ) in zip(f, cols)]
-                script.append("\t".join(copy_text(v) for v in f) + f"\t{lineno}")
-            script.append("\\.")
-            on = " AND ".join(f"t.{k} = d.{k}" for k in keys)
-            script.append(f"CREATE TEMP TABLE d AS SELECT DISTINCT ON ({', '.join(keys)}) {', '.join(names)} "
-                          f"FROM stg ORDER BY {', '.join(keys)}, line DESC;")
-            script.append(
-                f"SELECT 'FILE', '{name}', (SELECT count(*) FROM stg), (SELECT count(*) FROM stg) - (SELECT count(*) FROM d), "
-                f"count(*) FILTER (WHERE t.{keys[0]} IS NULL), "
-                f"count(*) FILTER (WHERE t.{keys[0]} IS NOT NULL AND ROW(d.*) IS DISTINCT FROM ROW(t.*)), "
-                f"count(*) FILTER (WHERE t.{keys[0]} IS NOT NULL AND ROW(d.*) IS NOT DISTINCT FROM ROW(t.*)) "
-                f"FROM d LEFT JOIN {table} t ON {on};")
-            sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in names[nkey:])
-            script.append(f"INSERT INTO {table} SELECT * FROM d ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets};")
-        script.append("SELECT 'FINAL', (SELECT count(*) FROM issuer), (SELECT count(*) FROM issue), "
-                      "(SELECT count(*) FROM issue_attribute);")
-        (tmp / "load.sql").write_text("\n".join(script) + "\n")
-        out = run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-F", "|", "-h", str(tmp), "-p", port,
-                   "-U", "postgres", "-d", "postgres", "-f", str(tmp / "load.sql")]).stdout
-        res = {"files": []}
-        for line in out.splitlines():
-            p = line.split("|")
-            if p[0] == "FILE":
-                res["files"].append((p[1], dict(zip(["records", "repeated", "inserted", "updated", "unchanged"],
-                                                    map(int, p[2:])))))
-            elif p[0] == "FINAL":
-                res["final"] = dict(zip(["issuer", "issue", "issue_attribute"], map(int, p[1:])))
-        return res
-    finally:
-        run(["pg_ctl", "-D", str(tmp / "db"), "-m", "fast", "stop"])
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Load the six files with PostgreSQL doing the typing and the comparison, in the
+    throwaway cluster `make demo` uses too (.ci/pg-throwaway: initdb, a Unix socket only,
+    removed afterwards)."""
+    ddl = []
+    for code, vals in CODES.items():
+        ddl.append(f"CREATE TABLE ref_{code} (code varchar(10) PRIMARY KEY);")
+        ddl.append(f"INSERT INTO ref_{code} VALUES " + ",".join(f"('{v}')" for v in vals) + ";")
+    for suf in "REA":
+        table, cols, nkey = TYPES[suf]
+        defs = []
+        for c, t in cols:
+            d = f"{c} {sqltype(t)}"
+            if c in CODES:
+                d += f" REFERENCES ref_{c}"
+            defs.append(d)
+        pk = ", ".join(c for c, _ in cols[:nkey])
+        fk = {"R": "", "E": ", FOREIGN KEY (issuer_num) REFERENCES issuer",
+              "A": ", FOREIGN KEY (issuer_num, issue_num) REFERENCES issue"}[suf]
+        ddl.append(f"CREATE TABLE {table} ({', '.join(defs)}, PRIMARY KEY ({pk}){fk});")
+    script = ["SET client_min_messages = warning;", "SET DateStyle = 'ISO, MDY';", *ddl]
+    for name in SEQUENCE:
+        table, cols, nkey = TYPES[ftype(name)]
+        names = [c for c, _ in cols]
+        keys = names[:nkey]
+        script.append("DROP TABLE IF EXISTS stg, d;")
+        script.append(f"CREATE TEMP TABLE stg (LIKE {table}); ALTER TABLE stg ADD COLUMN line integer;")
+        script.append(f"COPY stg ({', '.join(names)}, line) FROM stdin;")
+        data = (HERE / name).read_bytes().replace(b"\r\n", b"\n").rstrip(b"\x1a").decode()
+        for lineno, line in enumerate(data.split("\n"), 1):
+            if not line or line.startswith("999999"):
+                continue
+            f = line.split("|")
+            f = ["" if (typ == DATE and v in ("0000-00-00", "00000000")) else v for v, (_, typ) in zip(f, cols)]
+            script.append("\t".join(copy_text(v) for v in f) + f"\t{lineno}")
+        script.append("\\.")
+        on = " AND ".join(f"t.{k} = d.{k}" for k in keys)
+        script.append(f"CREATE TEMP TABLE d AS SELECT DISTINCT ON ({', '.join(keys)}) {', '.join(names)} "
+                      f"FROM stg ORDER BY {', '.join(keys)}, line DESC;")
+        script.append(
+            f"SELECT 'FILE', '{name}', (SELECT count(*) FROM stg), (SELECT count(*) FROM stg) - (SELECT count(*) FROM d), "
+            f"count(*) FILTER (WHERE t.{keys[0]} IS NULL), "
+            f"count(*) FILTER (WHERE t.{keys[0]} IS NOT NULL AND ROW(d.*) IS DISTINCT FROM ROW(t.*)), "
+            f"count(*) FILTER (WHERE t.{keys[0]} IS NOT NULL AND ROW(d.*) IS NOT DISTINCT FROM ROW(t.*)) "
+            f"FROM d LEFT JOIN {table} t ON {on};")
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in names[nkey:])
+        script.append(f"INSERT INTO {table} SELECT * FROM d ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets};")
+    script.append("SELECT 'FINAL', (SELECT count(*) FROM issuer), (SELECT count(*) FROM issue), "
+                  "(SELECT count(*) FROM issue_attribute);")
+    out = subprocess.run([str(PG_THROWAWAY), "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At", "-F", "|",
+                          "-f", "-"], input="\n".join(script) + "\n", env=dict(os.environ, LC_ALL="C"),
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"pg: the cross-check failed (exit {out.returncode}):\n{out.stderr}")
+    res = {"files": []}
+    for line in out.stdout.splitlines():
+        p = line.split("|")
+        if p[0] == "FILE":
+            res["files"].append((p[1], dict(zip(["records", "repeated", "inserted", "updated", "unchanged"],
+                                                map(int, p[2:])))))
+        elif p[0] == "FINAL":
+            res["final"] = dict(zip(["issuer", "issue", "issue_attribute"], map(int, p[1:])))
+    return res
 
 
 if __name__ == "__main__":

@@ -1,303 +1,20 @@
 //! Test harness: one throwaway PostgreSQL cluster per test binary, one database per test.
 //!
 //! The cluster lives in a temp dir, listens on a free 127.0.0.1 port, and is stopped and
-//! removed when the test binary exits. `initdb` refuses to run as root, so when the tests
-//! run as root (CI) the server runs as the `postgres` user.
+//! removed when the test binary exits. How a cluster is started is in `pg.rs`, shared with
+//! `examples/bench.rs`; what the tests do with one (databases, the loader, the oracles) is
+//! here.
 #![allow(dead_code)]
+mod pg;
 pub mod s3;
 
-use std::os::unix::process::CommandExt;
+pub use pg::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
-pub struct Cluster {
-    pub dir: PathBuf,
-    pub port: u16,
-    pub bin: PathBuf,
-    run_as: Option<String>,
-}
-
-static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-static TLS: OnceLock<()> = OnceLock::new();
-
-/// Makes this test binary's cluster TLS-only (call before anything touches the cluster):
-/// `ssl=on` with a server certificate for `localhost` signed by a test CA (`ca.crt` in the
-/// cluster dir; `wrong-ca.crt` is an unrelated CA), and a pg_hba.conf of `hostssl` only.
-pub fn use_tls() {
-    let _ = TLS.set(());
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl: run `make setup`");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn make_certs(dir: &Path) {
-    let days = ["-days", "2"];
-    for ca in ["ca", "wrong-ca"] {
-        let (key, crt, subj) = (
-            format!("{ca}.key"),
-            format!("{ca}.crt"),
-            format!("/CN=cusip-test-{ca}"),
-        );
-        let mut a = vec![
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt,
-            "-subj", &subj,
-        ];
-        a.extend(days);
-        openssl(dir, &a);
-    }
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-}
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// The PostgreSQL binaries: `$PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`, else
-/// wherever `initdb` is on the PATH.
-fn pg_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("PG_BIN") {
-        return PathBuf::from(p);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .filter(|p| p.join("initdb").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    versions.sort();
-    if let Some(p) = versions.pop() {
-        return p;
-    }
-    let out = Command::new("sh")
-        .args(["-c", "command -v initdb"])
-        .output()
-        .expect("sh");
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        !path.is_empty(),
-        "PostgreSQL server binaries not found: run `make setup` (or set PG_BIN)"
-    );
-    std::fs::canonicalize(&path)
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A port nothing listens on (yet): bound, read, released.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
-
-extern "C" fn stop_cluster() {
-    if let Some(c) = CLUSTER.get() {
-        let _ = c
-            .pg_cmd("pg_ctl")
-            .args(["-D", &c.data(), "-m", "immediate", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&c.dir);
-    }
-}
-
-impl Cluster {
-    pub fn data(&self) -> String {
-        self.dir.join("data").display().to_string()
-    }
-
-    /// A command for a server-side binary, run as the cluster's owner.
-    pub fn pg_cmd(&self, name: &str) -> Command {
-        let exe = self.bin.join(name);
-        match &self.run_as {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(exe);
-                c
-            }
-            None => Command::new(exe),
-        }
-    }
-
-    /// A new directory under the temp dir for a cluster's data, socket and log, owned by the
-    /// user the server will run as. Not yet initialised.
-    fn new_dir(tag: &str) -> Cluster {
-        let dir = std::env::temp_dir().join(format!(
-            "cusip-test-{tag}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let run_as = is_root().then(|| "postgres".to_string());
-        if let Some(u) = &run_as {
-            let ok = Command::new("chown")
-                .args(["-R", u])
-                .arg(&dir)
-                .status()
-                .unwrap()
-                .success();
-            assert!(
-                ok,
-                "cannot chown the test cluster dir to {u}: run `make setup`"
-            );
-        }
-        Cluster {
-            dir,
-            port: free_port(),
-            bin: pg_bin(),
-            run_as,
-        }
-    }
-
-    fn initdb(&self) {
-        let out = self
-            .pg_cmd("initdb")
-            .args(["-D", &self.data(), "-U", "postgres", "--auth=trust"])
-            .args(["-E", "UTF8", "--locale=C", "--no-sync"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The server settings every test cluster runs with: durability off (a test's data is
-    /// thrown away), its own port and socket directory.
-    fn server_opts(&self) -> String {
-        format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=100 -c shared_buffers=64MB",
-            self.port,
-            self.dir.display()
-        )
-    }
-
-    /// `pg_ctl start -w`; with `max_file_size`, under that RLIMIT_FSIZE in bytes, which the
-    /// postmaster and every backend inherit. PostgreSQL ignores SIGXFSZ, so a file that would
-    /// grow past the limit is not extended: EFBIG, or a short write when the limit cuts a block.
-    fn pg_start(&self, opts: &str, log: &Path, max_file_size: Option<u64>) {
-        let mut cmd = self.pg_cmd("pg_ctl");
-        cmd.args(["-D", &self.data(), "-l"])
-            .arg(log)
-            .args(["-o", opts, "-w", "start"]);
-        if let Some(n) = max_file_size {
-            // Set in the child between fork and exec, so only runuser, pg_ctl and the server
-            // they start have it (runuser's pam_limits keeps what it has no rule for).
-            unsafe {
-                cmd.pre_exec(move || {
-                    let lim = libc::rlimit {
-                        rlim_cur: n as libc::rlim_t,
-                        rlim_max: n as libc::rlim_t,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    }
-
-    fn start() -> Cluster {
-        let c = Cluster::new_dir("pg");
-        c.initdb();
-        let mut opts = c.server_opts();
-        if TLS.get().is_some() {
-            make_certs(&c.dir);
-            let data = c.dir.join("data");
-            for f in ["server.crt", "server.key"] {
-                std::fs::copy(c.dir.join(f), data.join(f)).unwrap();
-            }
-            std::fs::write(data.join("pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n").unwrap();
-            if let Some(u) = &c.run_as {
-                Command::new("chown")
-                    .args(["-R", u])
-                    .arg(&data)
-                    .status()
-                    .unwrap();
-            }
-            let key = data.join("server.key");
-            Command::new("chmod").arg("600").arg(&key).status().unwrap();
-            opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
-        }
-        c.pg_start(&opts, &c.dir.join("server.log"), None);
-        c
-    }
-}
-
-pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(|| {
-        let c = Cluster::start();
-        unsafe {
-            libc::atexit(stop_cluster);
-        }
-        c
-    })
-}
 
 /// A fresh database of the shared cluster, with the schema applied by the loader itself.
 pub struct Db {
@@ -367,13 +84,7 @@ impl Db {
 
     /// Runs a query, returning psql's unaligned output; panics on SQL errors.
     pub fn sql(&self, q: &str) -> String {
-        let out = psql_at(&self.bin, self.port, &self.name, q);
-        assert!(
-            out.status.success(),
-            "psql failed on {q}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        sql_at(&self.bin, self.port, &self.name, q)
     }
 
     /// Runs a multi-statement script (one psql session, stop at the first error).
@@ -529,20 +240,6 @@ pub fn least_privilege_grants(role: &str, db: &str) -> String {
          GRANT USAGE ON SEQUENCE load_journal_id_seq TO {role};",
         REF_TABLES.join(", ")
     )
-}
-
-/// psql as the tests run it: no psqlrc, quiet, unaligned, stop at the first error.
-pub fn psql_cmd(bin: &Path, port: u16, db: &str) -> Command {
-    let mut c = Command::new(bin.join("psql"));
-    c.args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
-        .arg(port.to_string())
-        .args(["-d", db]);
-    c
-}
-
-fn psql_at(bin: &Path, port: u16, db: &str, q: &str) -> Output {
-    psql_cmd(bin, port, db).args(["-c", q]).output().unwrap()
 }
 
 /// Runs `q` on database `db` of the shared cluster.
@@ -768,63 +465,9 @@ pub fn score(scenario: &str, trials: u32, faults: u32, survived: u32, rows_lost:
 
 // ------------------------------------------------------------ a cluster of a test's own
 
-use std::sync::Mutex;
-
-/// A PostgreSQL cluster of one test's own, for tests that stop, restart or starve the server
-/// (the binary's shared [`cluster()`] must stay up for its other tests). Same server settings
-/// as the shared one, without TLS. Dropping it stops the server (`-m immediate`), unmounts the
-/// tmpfs it may have mounted and removes its directory, also when the test panics (only a
-/// SIGKILLed test binary leaves it behind).
-pub struct OwnCluster {
-    pub c: Cluster,
-    opts: String,
-    log: PathBuf,
-    tmpfs: Mutex<Option<PathBuf>>,
-}
-
+/// The databases of an [`OwnCluster`]: here, not in `pg.rs`, because [`Db`] runs the loader
+/// test binaries are given (`CARGO_BIN_EXE_*`), which the bench that shares `pg.rs` is not.
 impl OwnCluster {
-    /// `initdb` into a new temp dir, then the server started without limits.
-    pub fn start() -> OwnCluster {
-        let c = Cluster::new_dir("own-pg");
-        // Built before initdb, so that whatever fails below, dropping it cleans up.
-        let own = OwnCluster {
-            log: c.dir.join("server.log"),
-            opts: c.server_opts(),
-            c,
-            tmpfs: Mutex::new(None),
-        };
-        own.c.initdb();
-        own.start_server(None);
-        own
-    }
-
-    /// Starts the server; with `max_file_size`, under that file-size limit (see
-    /// [`Cluster::pg_start`]).
-    pub fn start_server(&self, max_file_size: Option<u64>) {
-        self.c.pg_start(&self.opts, &self.log, max_file_size);
-    }
-
-    /// `pg_ctl stop -m <mode> -w`: `immediate` kills every backend with no shutdown
-    /// checkpoint (the next start runs crash recovery), `fast` rolls back and checkpoints.
-    pub fn stop_server(&self, mode: &str) {
-        let out = self
-            .c
-            .pg_cmd("pg_ctl")
-            .args(["-D", &self.c.data(), "-m", mode, "-w", "stop"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl stop -m {mode} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The server's log so far (for failure messages).
-    pub fn server_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// A handle on database `name` of this cluster.
     pub fn db(&self, name: &str) -> Db {
         Db::at(&self.c, name)
@@ -849,90 +492,5 @@ impl OwnCluster {
         self.db("postgres")
             .sql(&format!("CREATE DATABASE {name} TEMPLATE {template}"));
         self.db(name)
-    }
-
-    /// Mounts a tmpfs of `bytes` at `<cluster dir>/tmpfs`, owned by the server's user: a small
-    /// disk that really fills up (ENOSPC), e.g. for a tablespace. Only as root where mounting
-    /// is allowed (not in most containers): `None` otherwise. Unmounted on drop.
-    pub fn mount_tmpfs(&self, bytes: u64) -> Option<PathBuf> {
-        if !is_root() {
-            return None;
-        }
-        let dir = self.c.dir.join("tmpfs");
-        std::fs::create_dir_all(&dir).ok()?;
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={bytes},mode=0700"))
-            .arg("tmpfs")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            let _ = std::fs::remove_dir(&dir);
-            return None;
-        }
-        *self.tmpfs.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.clone());
-        if let Some(u) = &self.c.run_as {
-            let ok = Command::new("chown")
-                .arg(u)
-                .arg(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "cannot chown the tmpfs to {u}");
-        }
-        Some(dir)
-    }
-
-    /// Gives the tmpfs a new size (the kernel refuses less than it holds).
-    pub fn resize_tmpfs(&self, bytes: u64) {
-        let dir = self.c.dir.join("tmpfs");
-        let out = Command::new("mount")
-            .arg("-o")
-            .arg(format!("remount,size={bytes}"))
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "resizing the tmpfs to {bytes} bytes: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Bytes in use on the tmpfs.
-    pub fn tmpfs_used(&self) -> u64 {
-        use std::os::unix::ffi::OsStrExt;
-        let dir = self.c.dir.join("tmpfs");
-        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        let rc = unsafe { libc::statvfs(path.as_ptr(), &mut st) };
-        assert_eq!(rc, 0, "statvfs {}", dir.display());
-        (st.f_blocks - st.f_bfree) as u64 * st.f_frsize as u64
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        let _ = self
-            .c
-            .pg_cmd("pg_ctl")
-            .args(["-D", &self.c.data(), "-m", "immediate", "-w", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let tmpfs = self.tmpfs.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(dir) = tmpfs {
-            let umounted = Command::new("umount")
-                .arg(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !umounted {
-                // Still busy: detach it, so removing the directory cannot descend into it.
-                let _ = Command::new("umount").arg("-l").arg(&dir).status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.c.dir);
     }
 }
