@@ -389,13 +389,19 @@ CREATE TABLE IF NOT EXISTS load_journal (
     loader_version  text
 );
 
+-- Added after the first release: a journal an older loader made gains them here.
+ALTER TABLE load_journal ADD COLUMN IF NOT EXISTS business_date date;
+ALTER TABLE load_journal ADD COLUMN IF NOT EXISTS sha256 text;
+
 CREATE INDEX IF NOT EXISTS load_journal_identity_idx
     ON load_journal (source, fingerprint) WHERE status = 'loaded';
 CREATE INDEX IF NOT EXISTS load_journal_started_idx
     ON load_journal (started_at);
+CREATE INDEX IF NOT EXISTS load_journal_newest_idx
+    ON load_journal (file_type, id) WHERE status = 'loaded';
 
 COMMENT ON TABLE load_journal IS
-    'One row per attempt to load a PIP file; a file whose (source, fingerprint) already has a loaded row is skipped as already loaded.';
+    'One row per attempt to load a PIP file. A file whose content is that of its table''s newest successful load is skipped as already loaded; one dated before the newest business date loaded into its table is refused unless forced.';
 COMMENT ON COLUMN load_journal.id IS 'Attempt id.';
 COMMENT ON COLUMN load_journal.file_name IS 'File name only, e.g. CED01-15R.PIP.';
 COMMENT ON COLUMN load_journal.source IS 'Local path or s3:// URI the file was read from.';
@@ -412,6 +418,8 @@ COMMENT ON COLUMN load_journal.repeated_keys IS 'Records whose key occurred earl
 COMMENT ON COLUMN load_journal.status IS 'loaded | failed | interrupted | already loaded.';
 COMMENT ON COLUMN load_journal.error IS 'Error message of a failed or interrupted attempt.';
 COMMENT ON COLUMN load_journal.loader_version IS 'cusip-loader version that made the attempt.';
+COMMENT ON COLUMN load_journal.business_date IS 'The business day the file is for: --date, else the MM-DD of its name in the most recent such year; NULL when neither tells.';
+COMMENT ON COLUMN load_journal.sha256 IS 'sha256 hex of the content as read (local or S3), so that the same file from either source is one file; NULL when the attempt did not read it all.';
 
 
 ------------------------------------------------------------------------------------------------
