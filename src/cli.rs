@@ -94,6 +94,18 @@ pub struct Args {
     #[arg(long, value_name = "YYYY-MM-DD", value_parser = crate::locate::parse_date, help_heading = "Input")]
     pub date: Option<chrono::NaiveDate>,
 
+    /// Load every date from this one to --to-date, in date order (from --s3-bucket/--s3-prefix
+    /// or --dir): what is already loaded is skipped, a date with no files at all (a weekend,
+    /// a holiday) is reported as `no files`, and the first failure stops the range.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = crate::locate::parse_date,
+          conflicts_with_all = ["date", "files", "s3_key"], help_heading = "Input")]
+    pub from_date: Option<chrono::NaiveDate>,
+
+    /// The last date of the range (default: today in the TZ time zone).
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = crate::locate::parse_date,
+          requires = "from_date", help_heading = "Input")]
+    pub to_date: Option<chrono::NaiveDate>,
+
     /// A local directory holding CED{MM-DD}{R|E|A}.PIP files; used with --date.
     #[arg(long, value_name = "DIR", help_heading = "Input")]
     pub dir: Option<PathBuf>,

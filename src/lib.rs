@@ -9,6 +9,7 @@
 pub mod app;
 pub mod aws;
 pub mod cli;
+pub mod clock;
 pub mod compare;
 pub mod convert;
 pub mod copy;

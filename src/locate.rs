@@ -24,6 +24,25 @@ pub fn parse_name(name: &str) -> Option<((u32, u32), FileType)> {
     Some(((m, d), t))
 }
 
+/// The business day a name's `MM-DD` stands for: that day in the most recent year that puts
+/// it on or before `today`. A file is delivered on or after its day, so a December file read
+/// in early January is last year's. `None` when the name carries no date.
+pub fn date_of_name(name: &str, today: NaiveDate) -> Option<NaiveDate> {
+    let ((m, d), _) = parse_name(name)?;
+    // Eight years back finds the last 02-29 whatever today is.
+    (0..=8)
+        .filter_map(|back| NaiveDate::from_ymd_opt(today.year() - back, m, d))
+        .find(|day| *day <= today)
+}
+
+/// Whether any entry is a file of `date` (of any type): a date with none is a day without
+/// files (a weekend, a holiday), not one with files missing.
+pub fn has_date<T>(entries: &[(String, T)], date: NaiveDate) -> bool {
+    entries
+        .iter()
+        .any(|(n, _)| parse_name(n).is_some_and(|(md, _)| md == (date.month(), date.day())))
+}
+
 /// The expected name of a date's file of one type.
 pub fn expected_name(date: NaiveDate, t: FileType) -> String {
     format!("CED{:02}-{:02}{}.PIP", date.month(), date.day(), t.letter())
@@ -224,5 +243,34 @@ mod tests {
                 .contains("pif/CED01-15R.PIP and pif/ced01-15r.pip"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_names_date_is_the_most_recent_such_day_not_after_today() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            date_of_name("CED01-15R.PIP", d("2024-01-15")),
+            Some(d("2024-01-15"))
+        );
+        assert_eq!(
+            date_of_name("ced01-15e.pip", d("2024-03-01")),
+            Some(d("2024-01-15"))
+        );
+        // A December file read in January is last year's.
+        assert_eq!(
+            date_of_name("CED12-31A.PIP", d("2025-01-02")),
+            Some(d("2024-12-31"))
+        );
+        // Tomorrow's name is last year's day, never a future one.
+        assert_eq!(
+            date_of_name("CED01-16R.PIP", d("2024-01-15")),
+            Some(d("2023-01-16"))
+        );
+        assert_eq!(
+            date_of_name("CED02-29R.PIP", d("2026-12-03")),
+            Some(d("2024-02-29"))
+        );
+        assert_eq!(date_of_name("CED02-30R.PIP", d("2026-12-03")), None);
+        assert_eq!(date_of_name("badint-E.PIP", d("2026-12-03")), None);
     }
 }

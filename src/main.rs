@@ -9,7 +9,7 @@ use cusip_loader::cli::{Args, LogFormat, OutputFormat};
 use cusip_loader::error::Exit;
 use cusip_loader::plan::{Given, Plan};
 use cusip_loader::report::Summary;
-use cusip_loader::{app, progress, report};
+use cusip_loader::{app, clock, progress, report};
 
 fn main() {
     let parsed = Args::command()
@@ -30,7 +30,19 @@ fn main() {
     };
     init_logging(args.log_format);
     let output = args.output;
-    let plan = match Plan::from_args(&args, &given, chrono::Local::now().date_naive()) {
+    let today = match clock::today() {
+        Ok((today, zone)) => {
+            tracing::info!(
+                "today is {today} in {zone}: the day file names and --date are read against"
+            );
+            today
+        }
+        Err(e) => finish(
+            output,
+            Summary::new(Vec::new(), e.exit(), Some(e.to_string())),
+        ),
+    };
+    let plan = match Plan::from_args(&args, &given, today) {
         Ok(p) => p,
         Err(e) => finish(
             output,

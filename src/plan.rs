@@ -29,14 +29,18 @@ pub enum Inputs {
         bucket: String,
         key: String,
     },
+    /// A date's files under a prefix; with `through`, every date from `date` to it.
     S3Date {
         bucket: String,
         prefix: String,
         date: NaiveDate,
+        through: Option<NaiveDate>,
     },
+    /// A date's files in a directory; with `through`, every date from `date` to it.
     DirDate {
         dir: PathBuf,
         date: NaiveDate,
+        through: Option<NaiveDate>,
     },
     /// Nothing to load (only `--init-schema`).
     Nothing,
@@ -73,6 +77,8 @@ impl Given {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub inputs: Inputs,
+    /// Today in `TZ`: what a name's `MM-DD` is dated against.
+    pub today: NaiveDate,
     /// Overrides the type a file's name gives.
     pub file_type: Option<FileType>,
     /// Load the types a date has when some are missing.
@@ -119,6 +125,7 @@ impl Plan {
         }
         Ok(Plan {
             inputs: inputs(args, given, today)?,
+            today,
             file_type: args.file_type,
             allow_missing: args.allow_missing,
             validate_only: args.validate_only,
@@ -158,7 +165,24 @@ impl Plan {
 /// one), else the date's files where the environment says (`CUSIP_FILE_SOURCE`), else
 /// nothing, which only `--init-schema` may ask for.
 fn inputs(args: &Args, given: &Given, today: NaiveDate) -> Result<Inputs, Error> {
-    let date = args.date.unwrap_or(today);
+    let date = args.from_date.or(args.date).unwrap_or(today);
+    let through = match args.from_date {
+        None => None,
+        Some(from) => {
+            let to = args.to_date.unwrap_or(today);
+            if from > to {
+                return Err(Error::Usage(format!(
+                    "--from-date {from} is after {}{to}: the range is empty",
+                    if args.to_date.is_some() {
+                        "--to-date "
+                    } else {
+                        "today, "
+                    }
+                )));
+            }
+            Some(to)
+        }
+    };
     let prefix = folder(&args.s3_prefix);
     // A bucket is an input only when the command line names it; from the environment it is
     // configuration for an S3 key or `CUSIP_FILE_SOURCE=s3`.
@@ -184,6 +208,7 @@ fn inputs(args: &Args, given: &Given, today: NaiveDate) -> Result<Inputs, Error>
         return Ok(Inputs::DirDate {
             dir: dir.clone(),
             date,
+            through,
         });
     }
     if let Some(bucket) = bucket_flag {
@@ -191,6 +216,7 @@ fn inputs(args: &Args, given: &Given, today: NaiveDate) -> Result<Inputs, Error>
             bucket,
             prefix,
             date,
+            through,
         });
     }
     match args
@@ -213,6 +239,7 @@ fn inputs(args: &Args, given: &Given, today: NaiveDate) -> Result<Inputs, Error>
                 bucket,
                 prefix,
                 date,
+                through,
             })
         }
         Some("local") => Ok(Inputs::DirDate {
@@ -221,6 +248,7 @@ fn inputs(args: &Args, given: &Given, today: NaiveDate) -> Result<Inputs, Error>
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("/data/pif_files")),
             date,
+            through,
         }),
         Some(other) => Err(Error::Config(format!(
             "CUSIP_FILE_SOURCE is {other:?}; expected s3 or local"
@@ -293,14 +321,16 @@ mod tests {
             Inputs::S3Date {
                 bucket: "b".into(),
                 prefix: "pif/".into(),
-                date: NaiveDate::from_ymd_opt(2024, 1, 12).unwrap()
+                date: NaiveDate::from_ymd_opt(2024, 1, 12).unwrap(),
+                through: None
             }
         );
         assert_eq!(
             inputs(&["--dir", "/d"], &[]).unwrap(),
             Inputs::DirDate {
                 dir: "/d".into(),
-                date: today()
+                date: today(),
+                through: None
             }
         );
         assert_eq!(inputs(&["--init-schema"], &[]).unwrap(), Inputs::Nothing);
@@ -350,14 +380,16 @@ mod tests {
             Inputs::S3Date {
                 bucket: "b".into(),
                 prefix: "x/".into(),
-                date: today()
+                date: today(),
+                through: None
             }
         );
         assert_eq!(
             inputs(&["--date", "2024-01-12"], &[("CUSIP_FILE_SOURCE", "local")]).unwrap(),
             Inputs::DirDate {
                 dir: "/data/pif_files".into(),
-                date: NaiveDate::from_ymd_opt(2024, 1, 12).unwrap()
+                date: NaiveDate::from_ymd_opt(2024, 1, 12).unwrap(),
+                through: None
             }
         );
         let e = plan(&[], &[("CUSIP_FILE_SOURCE", "s3")]).unwrap_err();
@@ -401,5 +433,84 @@ mod tests {
         assert!(p.secret.is_none());
         let e = plan(&["f.PIP", "--database-url", "mysql://x"], &[]).unwrap_err();
         assert_eq!(e.exit().code(), 78);
+    }
+
+    #[test]
+    fn a_range_runs_from_its_first_date_to_its_last_or_today() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(
+            inputs(
+                &[
+                    "--dir",
+                    "/d",
+                    "--from-date",
+                    "2024-01-08",
+                    "--to-date",
+                    "2024-01-12"
+                ],
+                &[]
+            )
+            .unwrap(),
+            Inputs::DirDate {
+                dir: "/d".into(),
+                date: d("2024-01-08"),
+                through: Some(d("2024-01-12"))
+            }
+        );
+        assert_eq!(
+            inputs(&["--s3-bucket", "b", "--from-date", "2024-01-10"], &[]).unwrap(),
+            Inputs::S3Date {
+                bucket: "b".into(),
+                prefix: "pif/".into(),
+                date: d("2024-01-10"),
+                through: Some(today())
+            }
+        );
+        assert_eq!(
+            inputs(
+                &["--from-date", "2024-01-10"],
+                &[("CUSIP_FILE_SOURCE", "local")]
+            )
+            .unwrap(),
+            Inputs::DirDate {
+                dir: "/data/pif_files".into(),
+                date: d("2024-01-10"),
+                through: Some(today())
+            }
+        );
+    }
+
+    #[test]
+    fn a_range_backwards_or_mixed_with_other_inputs_is_a_usage_error() {
+        let e = inputs(
+            &[
+                "--dir",
+                "/d",
+                "--from-date",
+                "2024-01-12",
+                "--to-date",
+                "2024-01-08",
+            ],
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("the range is empty"), "{e}");
+        assert_eq!(e.exit(), crate::error::Exit::Usage);
+        let e = inputs(&["--dir", "/d", "--from-date", "2024-02-01"], &[]).unwrap_err();
+        assert!(e.to_string().contains("after today"), "{e}");
+        for argv in [
+            &[
+                "--dir",
+                "/d",
+                "--from-date",
+                "2024-01-08",
+                "--date",
+                "2024-01-09",
+            ][..],
+            &["--from-date", "2024-01-08", "x/CED01-15R.PIP"],
+            &["--dir", "/d", "--to-date", "2024-01-09"],
+        ] {
+            assert!(inputs(argv, &[]).is_err(), "{argv:?}");
+        }
     }
 }

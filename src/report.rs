@@ -15,6 +15,8 @@ pub enum Status {
     NotAttempted,
     AlreadyLoaded,
     Missing,
+    /// A date of a range with no files at all (a weekend, a holiday): skipped.
+    NoFiles,
     /// Checked by --validate-only; nothing loaded.
     Valid,
 }
@@ -28,6 +30,7 @@ impl Status {
             Status::NotAttempted => "not attempted",
             Status::AlreadyLoaded => "already loaded",
             Status::Missing => "MISSING",
+            Status::NoFiles => "no files",
             Status::Valid => "valid",
         }
     }
@@ -52,8 +55,13 @@ pub struct FileReport {
     pub source: String,
     #[serde(rename = "type")]
     pub file_type: &'static str,
+    /// The business day the file is for (`--date`, the range, or the name's `MM-DD`).
+    #[serde(rename = "date")]
+    pub business_date: Option<chrono::NaiveDate>,
     pub bytes: u64,
     pub fingerprint: Option<String>,
+    /// sha256 of the content, when the whole file was read (or, locally, hashed first).
+    pub sha256: Option<String>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     pub records: u64,
     pub inserted: u64,
@@ -78,8 +86,10 @@ impl FileReport {
             file: file.to_string(),
             source: source.to_string(),
             file_type,
+            business_date: None,
             bytes: 0,
             fingerprint: None,
+            sha256: None,
             started_at: None,
             records: 0,
             inserted: 0,
@@ -165,6 +175,7 @@ impl Summary {
         let head = [
             "FILE",
             "TYPE",
+            "DATE",
             "RECORDS",
             "INSERTED",
             "UPDATED",
@@ -174,7 +185,7 @@ impl Summary {
             "MB/S",
             "STATUS",
         ];
-        let rows: Vec<[String; 10]> = self
+        let rows: Vec<[String; 11]> = self
             .files
             .iter()
             .map(|f| {
@@ -186,6 +197,7 @@ impl Summary {
                 [
                     f.file.clone(),
                     f.file_type.to_string(),
+                    f.business_date.map_or("-".into(), |d| d.to_string()),
                     n(f.records),
                     n(f.inserted),
                     n(f.updated),
@@ -215,12 +227,12 @@ impl Summary {
             let mut s = String::new();
             for (i, (c, w)) in cells.iter().zip(width).enumerate() {
                 // Text columns left-aligned, numbers right-aligned.
-                if i < 2 || i == 9 {
+                if i < 3 || i == 10 {
                     s.push_str(&format!("{c:<w$}"));
                 } else {
                     s.push_str(&format!("{c:>w$}"));
                 }
-                if i < 9 {
+                if i < 10 {
                     s.push_str("  ");
                 }
             }

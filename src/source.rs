@@ -41,6 +41,8 @@ pub struct Input {
     pub source: String,
     pub file_type: FileType,
     pub size: Option<u64>,
+    /// The business day the file is for, when known (set by whoever found the file).
+    pub business_date: Option<chrono::NaiveDate>,
     pub origin: Origin,
 }
 
@@ -82,6 +84,7 @@ impl Input {
             source,
             file_type,
             size: Some(meta.len()),
+            business_date: None,
             origin: Origin::Local(path.to_path_buf()),
         })
     }
@@ -100,6 +103,7 @@ impl Input {
             source: crate::s3::uri(bucket, &obj.key),
             file_type,
             size: Some(obj.size),
+            business_date: None,
             origin: Origin::S3 {
                 client: client.clone(),
                 bucket: bucket.to_string(),
@@ -181,9 +185,22 @@ pub fn sha256_file(path: &Path) -> Result<String, Error> {
 /// The date's files in a local directory, in load order, plus the types that are missing.
 pub fn dir_date(
     dir: &Path,
+    entries: &[(String, PathBuf)],
     date: chrono::NaiveDate,
     allow_missing: bool,
 ) -> Result<(Vec<Input>, Vec<FileType>), Error> {
+    let place = format!("{}/", dir.display());
+    let picked = crate::locate::pick(entries, date, &place, "", allow_missing)?;
+    let inputs = picked
+        .found
+        .iter()
+        .map(|(t, p)| Input::local(p, Some(*t)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((inputs, picked.missing))
+}
+
+/// A directory's entries as `(name, path)`, sorted, listed once for all the dates of a run.
+pub fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
     let rd = std::fs::read_dir(dir).map_err(|e| {
         Error::NoInput(format!("{}: cannot list the directory: {e}", dir.display()))
     })?;
@@ -193,14 +210,7 @@ pub fn dir_date(
         entries.push((name, e.path()));
     }
     entries.sort();
-    let place = format!("{}/", dir.display());
-    let picked = crate::locate::pick(&entries, date, &place, "", allow_missing)?;
-    let inputs = picked
-        .found
-        .iter()
-        .map(|(t, p)| Input::local(p, Some(*t)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((inputs, picked.missing))
+    Ok(entries)
 }
 
 /// Passes bytes through while computing their SHA-256, the local file's identity in the
@@ -220,12 +230,18 @@ impl<R: Read> Fingerprint<R> {
 
     /// Lower-case hex digest of everything read so far.
     pub fn hex(self) -> String {
-        self.hash
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex(&self.digest())
     }
+
+    /// The digest of everything read so far.
+    pub fn digest(self) -> [u8; 32] {
+        self.hash.finalize().into()
+    }
+}
+
+/// Lower-case hex, as the journal stores digests.
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl<R: Read> Read for Fingerprint<R> {

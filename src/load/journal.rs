@@ -1,10 +1,19 @@
-//! The load journal: one row per attempt, and the rule that skips a file already loaded.
+//! The load journal: one row per attempt, and the rules that decide, across days, whether a
+//! file loads.
+//!
+//! The journal decides, not the source: a file is known by its content (sha256, read from a
+//! local file or computed while an S3 object streams in) and, before an S3 object is read,
+//! by its ETag. A file that is its table's newest successful load is skipped; one dated
+//! before the newest business date loaded into its table is refused unless forced (or
+//! skipped, when that exact content loaded before: rerunning a range writes nothing). The
+//! newest load is the last one made, not the latest date: after a forced repair of an older
+//! day, the next day's file loads again.
 //!
 //! A successful load's row is written in the load's own transaction, so the data and the
 //! record of it commit together; a failed or interrupted attempt is recorded afterwards in a
 //! transaction of its own, because the load's has rolled back.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::db;
@@ -19,6 +28,8 @@ pub struct Entry<'a> {
     pub file_type: &'a str,
     pub bytes: u64,
     pub fingerprint: Option<&'a str>,
+    pub sha256: Option<&'a str>,
+    pub business_date: Option<NaiveDate>,
     pub records: u64,
     pub inserted: u64,
     pub updated: u64,
@@ -37,6 +48,8 @@ impl<'a> Entry<'a> {
             file_type: r.file_type,
             bytes: r.bytes,
             fingerprint: r.fingerprint.as_deref(),
+            sha256: r.sha256.as_deref(),
+            business_date: r.business_date,
             records: r.records,
             inserted: r.inserted,
             updated: r.updated,
@@ -48,20 +61,83 @@ impl<'a> Entry<'a> {
     }
 }
 
-/// Whether this exact source and identity already loaded successfully.
-pub async fn already_loaded(
+/// What the journal says about a file, before (and, for S3, again after) reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Load,
+    /// Already loaded: `superseded` names the newer business date when the content loaded
+    /// before but a later day has loaded since.
+    Skip {
+        superseded: Option<NaiveDate>,
+    },
+    /// Dated before `newest`, the latest business date loaded into the table, and never
+    /// loaded: refused unless forced.
+    Older {
+        newest: NaiveDate,
+    },
+}
+
+/// A file as the journal knows it: its content hash when known, its fingerprint (ETag or
+/// sha256), its business date.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    pub fingerprint: &'a str,
+    pub sha256: Option<&'a str>,
+    pub business_date: Option<NaiveDate>,
+}
+
+/// The rerun rule, read under the table's load lock so that two loaders started together
+/// agree. Rows older loaders wrote (no sha256, no business date) still count: a local file's
+/// fingerprint was its sha256, an S3 object's its ETag.
+pub async fn verdict(
     client: &impl GenericClient,
-    source: &str,
-    fingerprint: &str,
-) -> Result<bool, Error> {
+    file_type: &str,
+    id: Identity<'_>,
+) -> Result<Verdict, Error> {
+    let fail = |e: &tokio_postgres::Error| db::fail("reading the load journal", e);
+    let same = "(fingerprint = $2 OR fingerprint = $3 OR sha256 = $2 OR sha256 = $3)";
+    let sha = id.sha256.unwrap_or(id.fingerprint);
     let row = client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM load_journal WHERE source = $1 AND fingerprint = $2 AND status = 'loaded')",
-            &[&source, &fingerprint],
+            &format!(
+                "SELECT \
+                   (SELECT {same} FROM load_journal WHERE file_type = $1 AND status = 'loaded' \
+                     ORDER BY id DESC LIMIT 1), \
+                   (SELECT max(business_date) FROM load_journal WHERE file_type = $1 AND status = 'loaded'), \
+                   EXISTS (SELECT 1 FROM load_journal WHERE file_type = $1 AND status = 'loaded' AND {same})"
+            ),
+            &[&file_type, &id.fingerprint, &sha],
         )
         .await
-        .map_err(|e| db::fail("reading the load journal", &e))?;
-    Ok(row.get(0))
+        .map_err(|e| fail(&e))?;
+    let is_newest: Option<bool> = row.get(0);
+    let newest_date: Option<NaiveDate> = row.get(1);
+    let seen: bool = row.get(2);
+    Ok(rule(
+        is_newest == Some(true),
+        seen,
+        id.business_date,
+        newest_date,
+    ))
+}
+
+/// The rule itself, apart from the query.
+fn rule(
+    is_newest: bool,
+    seen: bool,
+    date: Option<NaiveDate>,
+    newest: Option<NaiveDate>,
+) -> Verdict {
+    if is_newest {
+        return Verdict::Skip { superseded: None };
+    }
+    match (date, newest) {
+        (Some(d), Some(n)) if d < n && seen => Verdict::Skip {
+            superseded: Some(n),
+        },
+        (Some(d), Some(n)) if d < n => Verdict::Older { newest: n },
+        _ => Verdict::Load,
+    }
 }
 
 /// Writes the journal row for this attempt (inside the load's transaction on success).
@@ -79,8 +155,9 @@ pub async fn write(
     let n = |v: u64| v as i64;
     c.execute(
         "INSERT INTO load_journal (file_name, source, file_type, bytes, fingerprint, started_at, finished_at, \
-         records_read, inserted, updated, unchanged, repeated_keys, status, error, loader_version) \
-         VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7, $8, $9, $10, $11, $12, $13, $14)",
+         records_read, inserted, updated, unchanged, repeated_keys, status, error, loader_version, \
+         business_date, sha256) \
+         VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         &[
             &e.file,
             &e.source,
@@ -96,6 +173,8 @@ pub async fn write(
             &status,
             &e.error,
             &env!("CARGO_PKG_VERSION"),
+            &e.business_date,
+            &e.sha256,
         ],
     )
     .await
@@ -121,5 +200,63 @@ pub async fn interrupted(client: &Client, report: &FileReport, started: DateTime
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Option<NaiveDate> {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    }
+
+    #[test]
+    fn the_newest_load_is_skipped_whatever_its_date() {
+        assert_eq!(
+            rule(true, true, d("2024-01-15"), d("2024-01-16")),
+            Verdict::Skip { superseded: None }
+        );
+        assert_eq!(
+            rule(true, true, None, None),
+            Verdict::Skip { superseded: None }
+        );
+    }
+
+    #[test]
+    fn an_older_date_is_refused_unless_that_content_loaded_before() {
+        assert_eq!(
+            rule(false, false, d("2024-01-15"), d("2024-01-16")),
+            Verdict::Older {
+                newest: d("2024-01-16").unwrap()
+            }
+        );
+        assert_eq!(
+            rule(false, true, d("2024-01-15"), d("2024-01-16")),
+            Verdict::Skip {
+                superseded: d("2024-01-16")
+            }
+        );
+    }
+
+    #[test]
+    fn the_same_or_a_later_date_loads_unless_it_is_the_newest_load() {
+        // After a forced repair of 01-15, 01-16 (loaded before) loads again.
+        assert_eq!(
+            rule(false, true, d("2024-01-16"), d("2024-01-16")),
+            Verdict::Load
+        );
+        // A re-delivery of the newest date with new content.
+        assert_eq!(
+            rule(false, false, d("2024-01-16"), d("2024-01-16")),
+            Verdict::Load
+        );
+        assert_eq!(
+            rule(false, false, d("2024-01-17"), d("2024-01-16")),
+            Verdict::Load
+        );
+        // No date known on either side: only the newest-load rule applies.
+        assert_eq!(rule(false, true, None, d("2024-01-16")), Verdict::Load);
+        assert_eq!(rule(false, false, d("2024-01-15"), None), Verdict::Load);
     }
 }

@@ -31,7 +31,7 @@ use crate::source::Input;
 pub use journal::interrupted as journal_interrupted;
 
 use checks::Checked;
-use journal::Entry;
+use journal::{Entry, Identity, Verdict};
 use merge::Merged;
 use stream::{Read, Reading, Target};
 
@@ -82,6 +82,10 @@ pub async fn load_file(
     let t0 = Instant::now();
     let identity = identity(input).await?;
     report.fingerprint = Some(identity.clone());
+    report.business_date = input.business_date;
+    if input.local_path().is_some() {
+        report.sha256 = Some(identity.clone());
+    }
     let mut trace = Trace::default();
     let result = attempt(
         client, compare_on, input, opts, &identity, started, &mut trace,
@@ -90,6 +94,9 @@ pub async fn load_file(
     report.records = trace.read.records;
     report.bytes = trace.read.bytes;
     report.resumes = trace.read.resumes;
+    if let Some(sha) = trace.read.sha256 {
+        report.sha256 = Some(crate::source::hex(&sha));
+    }
     report.phases = trace.phases;
     report.timed(t0.elapsed().as_secs_f64());
     match &result {
@@ -163,12 +170,15 @@ async fn attempt(
 
     // Checked under the lock, so of two loaders started together the second sees the first's
     // journal row and skips: a rerun of a scheduler job is safe and quick.
+    let local_sha = input.local_path().map(|_| identity);
     let entry = |status, read: Read, checked: Option<&Checked>, merged: Option<&Merged>| Entry {
         file: &input.name,
         source: &input.source,
         file_type: input.file_type.name(),
         bytes: read.bytes,
         fingerprint: Some(identity),
+        sha256: None,
+        business_date: input.business_date,
         records: read.records,
         inserted: merged.map_or(0, |m| m.inserted),
         updated: merged.map_or(0, |m| m.updated),
@@ -177,21 +187,36 @@ async fn attempt(
         status,
         error: None,
     };
-    if !opts.force && journal::already_loaded(&tx, &input.source, identity).await? {
-        tracing::info!(file = %input.source, fingerprint = %identity, "already loaded; skipping (--force reloads)");
-        let read = Read {
-            bytes: input.size.unwrap_or(0),
-            ..Read::default()
-        };
-        journal::write(
-            &tx,
-            &entry(Status::AlreadyLoaded, read, None, None),
-            started,
-        )
-        .await
-        .map_err(|e| db::fail("writing the load journal", &e))?;
-        tx.commit().await.map_err(|e| db::fail("committing", &e))?;
-        return Ok(Outcome::AlreadyLoaded);
+    let known = Identity {
+        fingerprint: identity,
+        sha256: local_sha,
+        business_date: input.business_date,
+    };
+    let verdict = if opts.force {
+        Verdict::Load
+    } else {
+        journal::verdict(&tx, input.file_type.name(), known).await?
+    };
+    match verdict {
+        Verdict::Load => {}
+        Verdict::Skip { superseded } => {
+            skipped(input, identity, superseded);
+            let read = Read {
+                bytes: input.size.unwrap_or(0),
+                ..Read::default()
+            };
+            let mut e = entry(Status::AlreadyLoaded, read, None, None);
+            e.sha256 = local_sha;
+            journal::write(&tx, &e, started)
+                .await
+                .map_err(|e| db::fail("writing the load journal", &e))?;
+            tx.commit().await.map_err(|e| db::fail("committing", &e))?;
+            return Ok(Outcome::AlreadyLoaded);
+        }
+        // An S3 object is known only by its ETag until it is read: its content may be one
+        // loaded before from elsewhere, so the verdict waits for the sha256 (below).
+        Verdict::Older { .. } if local_sha.is_none() => {}
+        Verdict::Older { newest } => return Err(older(input, newest)),
     }
     // A trigger or rule the loader does not know could change what it writes.
     crate::schema::guard::check(&tx, layout).await?;
@@ -227,17 +252,74 @@ async fn attempt(
         staged_and_merged(&tx, compare_on, input, layout, how, opts, trace).await?
     };
 
+    let sha = trace.read.sha256.map(|d| crate::source::hex(&d));
+    let sha = sha.as_deref().or(local_sha);
+    // An S3 object, now that its content is known: the rule again, by content.
+    if !opts.force && local_sha.is_none() {
+        let known = Identity {
+            sha256: sha,
+            ..known
+        };
+        match journal::verdict(&tx, input.file_type.name(), known).await? {
+            Verdict::Load => {}
+            Verdict::Older { newest } => return Err(older(input, newest)),
+            Verdict::Skip { superseded } => {
+                tx.rollback()
+                    .await
+                    .map_err(|e| db::fail("rolling back", &e))?;
+                skipped(input, identity, superseded);
+                let mut e = entry(Status::AlreadyLoaded, trace.read, None, None);
+                e.sha256 = sha;
+                journal::write(&*client, &e, started)
+                    .await
+                    .map_err(|e| db::fail("writing the load journal", &e))?;
+                return Ok(Outcome::AlreadyLoaded);
+            }
+        }
+    }
+
     let t = Instant::now();
-    journal::write(
-        &tx,
-        &entry(Status::Loaded, trace.read, Some(&checked), Some(&merged)),
-        started,
-    )
-    .await
-    .map_err(|e| db::fail("writing the load journal", &e))?;
+    let mut e = entry(Status::Loaded, trace.read, Some(&checked), Some(&merged));
+    e.sha256 = sha;
+    journal::write(&tx, &e, started)
+        .await
+        .map_err(|e| db::fail("writing the load journal", &e))?;
     tx.commit().await.map_err(|e| db::fail("committing", &e))?;
     trace.phase("commit", t);
     Ok(Outcome::Loaded { checked, merged })
+}
+
+/// Logs why a file is skipped.
+fn skipped(input: &Input, identity: &str, superseded: Option<chrono::NaiveDate>) {
+    match superseded {
+        None => tracing::info!(
+            file = %input.source, fingerprint = %identity,
+            "already loaded: the newest load of {}; skipping (--force reloads)",
+            input.file_type.layout().table
+        ),
+        Some(newest) => tracing::info!(
+            file = %input.source, fingerprint = %identity,
+            "already loaded, and {} has loaded {newest} since; skipping (--force reloads it over the newer day)",
+            input.file_type.layout().table
+        ),
+    }
+}
+
+/// The refusal of a file older than what its table holds.
+fn older(input: &Input, newest: chrono::NaiveDate) -> Error {
+    let date = input
+        .business_date
+        .map_or_else(|| "?".to_string(), |d| d.to_string());
+    Error::with_exit(
+        crate::error::Exit::DataErr,
+        format!(
+            "{}: refused: it is for {date}, but {} already holds {newest}, a later business day; \
+             loading it would put older values over newer ones. Nothing was changed. To load it \
+             anyway (a repair), rerun with --force, then reload the later days",
+            input.name,
+            input.file_type.layout().table
+        ),
+    )
 }
 
 /// The staged path: stage (compared in the loader when it can be), check, merge.

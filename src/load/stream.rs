@@ -37,6 +37,9 @@ pub struct Read {
     pub bytes: u64,
     /// Times an S3 download resumed after breaking mid-stream.
     pub resumes: u32,
+    /// sha256 of the whole content, when all of it was read: the file's identity in the
+    /// journal whatever its source.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// What a COPY took.
@@ -137,10 +140,11 @@ pub async fn stream(
     let pb = progress::bar(how.progress, &input.name, input.size);
     let pb2 = pb.clone();
     let parse = how.parse;
-    // Only a local file's identity is its content hash; an S3 object's is its ETag, so
-    // hashing its bytes would be work on the hot path for nothing. `--validate-only` loads
-    // nothing, so it needs no identity either.
-    let hash = sink.is_some() && input.local_path().is_some();
+    // The content hash is the file's identity in the journal, local or S3 (so the same file
+    // from either is one file); it runs on the parser thread as the bytes pass. An S3
+    // object's ETag only identifies it before it is read. `--validate-only` loads nothing,
+    // so it needs no identity.
+    let hash = sink.is_some();
     let validate_only = sink.is_none();
     let producer = tokio::task::spawn_blocking(move || {
         let progress = |bytes, records| {
@@ -174,7 +178,7 @@ pub async fn stream(
         if !produced.problems.is_empty() && !produced.abandoned && produced.read_error.is_none() {
             let _ = std::io::copy(&mut fp, &mut std::io::sink());
         }
-        (produced, Some(fp.hex()))
+        (produced, Some(fp.digest()))
     });
 
     let mut copy_error = None;
@@ -204,6 +208,13 @@ pub async fn stream(
             .resumes
             .as_ref()
             .map_or(0, |r| r.load(std::sync::atomic::Ordering::Relaxed)),
+        // Only a whole read is the file's identity.
+        sha256: digest.filter(|_| {
+            copy_error.is_none()
+                && produced.read_error.is_none()
+                && produced.stopped.is_none()
+                && !produced.abandoned
+        }),
     };
     let outcome = (|| {
         if let Some(e) = copy_error {
@@ -234,7 +245,7 @@ pub async fn stream(
             None => {}
         }
         if let (Some(digest), Some(first)) = (&digest, how.expect_sha256) {
-            if first != digest {
+            if first != crate::source::hex(digest) {
                 return Err(Error::Transient(format!(
                     "{}: the file changed while it was being loaded (its sha256 differs from the one read first); \
                      nothing was loaded, rerun once it is complete",
