@@ -230,7 +230,16 @@ async fn inputs(plan: &Plan) -> Result<Rows, Error> {
         } => {
             let client = s3::client(&plan.s3).await;
             tracing::info!(bucket = %bucket, prefix = %prefix, date = %date, through = ?through, "listing");
-            let listed = s3::list(&client, bucket, prefix).await?;
+            let listed = s3::list(&client, bucket, prefix)
+                .await
+                .map_err(|e| match e {
+                    Error::NoInput(m) => Error::NoInput(format!(
+                        "{m} ({}): check the name, or set --s3-bucket / CUSIP_S3_BUCKET and \
+                     --s3-prefix / CUSIP_S3_PREFIX",
+                        plan.s3_origin
+                    )),
+                    e => e,
+                })?;
             let entries: Vec<(String, s3::Listed)> = listed
                 .into_iter()
                 .filter_map(|o| {
@@ -301,6 +310,9 @@ async fn work(
         schema::apply(client, options).await?;
         tracing::info!("schema applied");
     }
+    if inputs.iter().any(Option::is_some) {
+        schema::require(client).await?;
+    }
     for (input, report) in inputs.iter().zip(reports.iter_mut()) {
         let Some(input) = input else { continue };
         tracing::info!(
@@ -324,6 +336,11 @@ async fn interrupted(cfg: &DbConfig, client: Option<&Client>, reports: &mut [Fil
     let _ = tokio::time::timeout(Duration::from_secs(2), db::cancel(cfg, client)).await;
     if let Some(r) = reports.iter_mut().find(|r| r.status == Status::Interrupted) {
         r.error = Some("interrupted; rolled back".into());
+        // The time it ran, not 0.
+        if let Some(t) = r.started_at {
+            let ran = (chrono::Utc::now() - t).to_std().unwrap_or_default();
+            r.timed(ran.as_secs_f64());
+        }
         let started = r.started_at.unwrap_or_else(chrono::Utc::now);
         let _ = tokio::time::timeout(
             Duration::from_secs(3),

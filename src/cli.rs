@@ -114,17 +114,29 @@ pub struct Args {
     #[arg(long, help_heading = "Input")]
     pub allow_missing: bool,
 
-    /// With no input on the command line: where the date's files are, `s3` (the bucket and
-    /// prefix) or `local` (the directory).
-    #[arg(long, env = "CUSIP_FILE_SOURCE", hide = true, help_heading = "Input")]
+    /// With no input on the command line, which configured place the date's files are
+    /// read from when both a bucket and a directory are set: s3 or local (local alone reads
+    /// /data/pif_files unless --file-dir).
+    #[arg(
+        long,
+        env = "CUSIP_FILE_SOURCE",
+        value_name = "s3|local",
+        help_heading = "Input"
+    )]
     pub file_source: Option<String>,
 
-    /// The directory for CUSIP_FILE_SOURCE=local (default /data/pif_files).
-    #[arg(long, env = "CUSIP_FILE_DIR", hide = true, help_heading = "Input")]
+    /// The directory a date's files are read from when no input is on the command line
+    /// (what --dir is on the command line).
+    #[arg(
+        long,
+        env = "CUSIP_FILE_DIR",
+        value_name = "DIR",
+        help_heading = "Input"
+    )]
     pub file_dir: Option<PathBuf>,
 
-    /// Load even if the journal says this exact file (path + sha256, or S3 URI + ETag) was
-    /// already loaded successfully.
+    /// Load a file the journal would skip (its content is the table's newest load) or refuse
+    /// (it is dated before the newest day loaded): a repair.
     #[arg(long, help_heading = "Load")]
     pub force: bool,
 
@@ -313,8 +325,15 @@ pub struct Args {
     )]
     pub connect_timeout: u64,
 
-    /// Summary format on stdout.
-    #[arg(long, value_enum, default_value = "table", help_heading = "Output")]
+    /// Summary format on stdout: with json, every outcome (usage errors included) is one JSON
+    /// document there.
+    #[arg(
+        long,
+        value_enum,
+        env = "CUSIP_OUTPUT",
+        default_value = "table",
+        help_heading = "Output"
+    )]
     pub output: OutputFormat,
 
     /// Log format on stderr (level from RUST_LOG, default info).
@@ -330,4 +349,73 @@ pub struct Args {
     /// Never draw a progress bar (one is drawn only when stderr is a terminal).
     #[arg(long, help_heading = "Output")]
     pub no_progress: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `(variable, flag)` of each row of the README's configuration table that names one.
+    fn readme_rows() -> Vec<(String, String)> {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("## Configuration")
+            .expect("README has ## Configuration");
+        let section = &readme[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+        section
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let var = cells.get(1)?.trim_matches('`');
+                let flag = cells.get(2)?.trim_matches('`');
+                (var.starts_with("CUSIP_") && flag.starts_with("--"))
+                    .then(|| (var.to_string(), flag.to_string()))
+            })
+            .collect()
+    }
+
+    /// The long help's block for `flag`: its line and the indented lines under it.
+    fn block<'a>(help: &'a str, flag: &str) -> Option<String> {
+        let lines: Vec<&str> = help.lines().collect();
+        let at = lines.iter().position(|l| {
+            let t = l.trim_start();
+            t.starts_with(&format!("{flag} "))
+                || t == flag
+                || t.starts_with(&format!("{flag}="))
+                || t.starts_with(&format!("{flag} <"))
+        })?;
+        let body: Vec<&str> = lines[at + 1..]
+            .iter()
+            .take_while(|l| l.is_empty() || l.starts_with("          "))
+            .copied()
+            .collect();
+        Some(body.join("\n"))
+    }
+
+    #[test]
+    fn help_shows_each_variable_under_its_flag_as_the_readme_table_does() {
+        let help = Args::command().render_long_help().to_string();
+        let rows = readme_rows();
+        assert!(rows.len() >= 20, "{rows:?}");
+        for (var, flag) in &rows {
+            let b = block(&help, flag).unwrap_or_else(|| panic!("--help has no {flag}"));
+            assert!(
+                b.contains(&format!("[env: {var}=")) || b.contains(&format!("[env: {var}]")),
+                "{flag} does not show {var}:\n{b}"
+            );
+        }
+        // And no variable in --help that the table does not list.
+        for (i, _) in help.match_indices("[env: ") {
+            let var: String = help[i + 6..]
+                .chars()
+                .take_while(|c| *c != '=' && *c != ']')
+                .collect();
+            assert!(
+                rows.iter().any(|(v, _)| *v == var),
+                "--help shows {var}, which the README's configuration table lacks"
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Parses arguments, runs, prints the summary and maps the outcome to an exit code.
 
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,31 +13,52 @@ use cusip_loader::report::Summary;
 use cusip_loader::{app, clock, progress, report};
 
 fn main() {
+    // Laptop settings kept in ./.env (the working directory's only, as the old service read
+    // it), under the real environment, which wins, and the flags, which win over both.
+    let dotenv = Path::new(".env")
+        .is_file()
+        .then(|| dotenvy::from_path(".env"));
     let parsed = Args::command()
         .try_get_matches()
         .and_then(|m| Ok((Args::from_arg_matches(&m)?, Given::from_matches(&m))));
     let (args, given) = match parsed {
         Ok(a) => a,
         Err(e) => {
-            let _ = e.print();
             // --help and --version are not errors.
-            let exit = if e.use_stderr() {
-                Exit::Usage
-            } else {
-                Exit::Ok
-            };
-            std::process::exit(exit.code());
+            if !e.use_stderr() {
+                let _ = e.print();
+                std::process::exit(Exit::Ok.code());
+            }
+            if json_wanted() {
+                // One JSON document on stdout, whatever went wrong; clap's message on stderr.
+                let rendered = e.render().to_string();
+                let message = rendered.lines().next().unwrap_or_default();
+                let message = message.strip_prefix("error: ").unwrap_or(message);
+                let summary = Summary::new(Vec::new(), Exit::Usage, Some(message.to_string()));
+                let _ = summary.write_json(&mut io::stdout().lock());
+            }
+            let _ = e.print();
+            std::process::exit(Exit::Usage.code());
         }
     };
     init_logging(args.log_format);
-    let output = args.output;
-    let today = match clock::today() {
-        Ok((today, zone)) => {
-            tracing::info!(
-                "today is {today} in {zone}: the day file names and --date are read against"
-            );
-            today
+    match dotenv {
+        Some(Ok(())) => {
+            tracing::info!("read settings from ./.env (the environment and flags win over it)")
         }
+        // Never the error's text otherwise: a parse error quotes the line, which may hold a
+        // password.
+        Some(Err(dotenvy::Error::Io(e))) => {
+            tracing::warn!("could not read ./.env: {e}; going on without it")
+        }
+        Some(Err(_)) => tracing::warn!(
+            "could not read ./.env: a line is not NAME=value; going on without the lines after it"
+        ),
+        None => {}
+    }
+    let output = args.output;
+    let (today, zone) = match clock::today() {
+        Ok(t) => t,
         Err(e) => finish(
             output,
             Summary::new(Vec::new(), e.exit(), Some(e.to_string())),
@@ -49,6 +71,7 @@ fn main() {
             Summary::new(Vec::new(), e.exit(), Some(e.to_string())),
         ),
     };
+    tracing::info!("today is {today} in {zone}: the day file names and --date are read against");
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -56,27 +79,56 @@ fn main() {
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(Exit::Software.code());
-        }
+        Err(e) => finish(
+            output,
+            Summary::new(
+                Vec::new(),
+                Exit::Software,
+                Some(format!("cannot start the async runtime: {e}")),
+            ),
+        ),
     };
     finish(output, runtime.block_on(app::run(plan)))
 }
 
-/// Prints the summary and the error, and exits with the summary's code.
+/// Whether JSON output was asked for, read from the raw arguments and the environment when
+/// clap could not parse them.
+fn json_wanted() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = args.iter().enumerate().rev().find_map(|(i, a)| {
+        if a == "--output" {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix("--output=").map(str::to_string)
+        }
+    });
+    flag.or_else(|| std::env::var("CUSIP_OUTPUT").ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("json"))
+}
+
+/// Prints the summary on stdout and the error once on stderr, and exits with the summary's
+/// code. A usage error in table mode is for the person typing: stderr only, short, with a
+/// pointer to --help (which holds the exit-code table).
 fn finish(output: OutputFormat, mut summary: Summary) -> ! {
     summary.peak_rss_mb = report::peak_rss_mb();
+    let usage = summary.exit_code == Exit::Usage.code();
     let mut out = io::stdout().lock();
     let written = match output {
         OutputFormat::Json => summary.write_json(&mut out),
+        OutputFormat::Table if usage && summary.files.is_empty() => Ok(()),
         OutputFormat::Table => summary.write_table(&mut out),
     };
     let _ = written.and_then(|_| out.flush());
     if let Some(e) = &summary.error {
-        eprintln!("error: {e}");
-        if summary.exit_code == Exit::Usage.code() {
-            eprintln!("\n{}", Exit::help());
+        if usage {
+            eprintln!("error: {e}\n\nFor the options and exit codes, try '--help'.");
+        } else {
+            // The log's last lines: what ended the run, one event per line of the message
+            // (each located problem its own), in the log's format. The summary on stdout has
+            // the same, for a reader who keeps only stdout.
+            for line in e.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                tracing::error!("{line}");
+            }
         }
     }
     // Exit without waiting for the runtime: after a signal a parser thread may still be

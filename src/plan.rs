@@ -49,27 +49,49 @@ pub enum Inputs {
 /// The ids of the arguments given on the command line itself (not by a variable or a
 /// default): a few rules depend on it.
 #[derive(Debug, Clone, Default)]
-pub struct Given(BTreeSet<String>);
+pub struct Given {
+    command_line: BTreeSet<String>,
+    /// The ids whose value came from a variable (for messages that say where a value came
+    /// from).
+    environment: BTreeSet<String>,
+}
 
 impl Given {
     pub fn from_matches(m: &clap::ArgMatches) -> Given {
-        Given(
+        use clap::parser::ValueSource;
+        let from = |source: ValueSource| {
             m.ids()
-                .filter(|id| {
-                    m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine)
-                })
+                .filter(|id| m.value_source(id.as_str()) == Some(source))
                 .map(|id| id.to_string())
-                .collect(),
-        )
+                .collect()
+        };
+        Given {
+            command_line: from(ValueSource::CommandLine),
+            environment: from(ValueSource::EnvVariable),
+        }
     }
 
     fn has(&self, id: &str) -> bool {
-        self.0.contains(id)
+        self.command_line.contains(id)
+    }
+
+    /// Where the value of `id` came from: `flag`, `variable` or the default.
+    fn origin(&self, id: &str, flag: &str, variable: &str) -> String {
+        if self.command_line.contains(id) {
+            flag.to_string()
+        } else if self.environment.contains(id) {
+            variable.to_string()
+        } else {
+            "the default".to_string()
+        }
     }
 
     #[cfg(test)]
     pub fn of(ids: &[&str]) -> Given {
-        Given(ids.iter().map(|s| s.to_string()).collect())
+        Given {
+            command_line: ids.iter().map(|s| s.to_string()).collect(),
+            environment: BTreeSet::new(),
+        }
     }
 }
 
@@ -93,6 +115,8 @@ pub struct Plan {
     pub load: LoadOptions,
     pub s3: S3Options,
     pub transfer: Transfer,
+    /// Where the bucket and prefix came from, for a message about a bucket that is not there.
+    pub s3_origin: String,
 }
 
 /// A prefix names a folder: `pif` and `pif/` mean the same.
@@ -152,6 +176,12 @@ impl Plan {
                 endpoint_url: args.s3_endpoint_url.clone(),
                 force_path_style: args.s3_force_path_style,
             },
+            s3_origin: format!(
+                "bucket from {}, prefix {} from {}",
+                given.origin("s3_bucket", "--s3-bucket", "CUSIP_S3_BUCKET"),
+                folder(&args.s3_prefix),
+                given.origin("s3_prefix", "--s3-prefix", "CUSIP_S3_PREFIX"),
+            ),
             transfer: Transfer {
                 max_resumes: args.s3_max_resumes,
                 part_size: args.s3_part_size.max(1024),
@@ -184,8 +214,8 @@ fn inputs(args: &Args, given: &Given, today: NaiveDate) -> Result<Inputs, Error>
         }
     };
     let prefix = folder(&args.s3_prefix);
-    // A bucket is an input only when the command line names it; from the environment it is
-    // configuration for an S3 key or `CUSIP_FILE_SOURCE=s3`.
+    // Input kinds on the command line come first; a bucket there is one of them. A bucket or
+    // a directory from the environment is a configured place, used when none is given.
     let bucket_flag = args.s3_bucket.clone().filter(|_| given.has("s3_bucket"));
     if !args.files.is_empty() {
         if args.date.is_some() || bucket_flag.is_some() {
@@ -219,40 +249,50 @@ fn inputs(args: &Args, given: &Given, today: NaiveDate) -> Result<Inputs, Error>
             through,
         });
     }
-    match args
+    // No input on the command line: the configured places, each meaning what its flag does
+    // (a bucket: the date's files under the prefix; a directory: the date's files in it).
+    // CUSIP_FILE_SOURCE only chooses when both are configured.
+    let source = args
         .file_source
         .as_deref()
         .map(|s| s.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("") if args.init_schema => Ok(Inputs::Nothing),
-        None | Some("") => Err(Error::Usage(
-            "nothing to do: give PIP files, --s3-key, --s3-bucket with --date, --dir with --date, \
-             set CUSIP_FILE_SOURCE, or --init-schema (see --help)"
+        .filter(|s| !s.is_empty());
+    let s3 = |bucket: String| Inputs::S3Date {
+        bucket,
+        prefix: prefix.clone(),
+        date,
+        through,
+    };
+    let local = |dir: PathBuf| Inputs::DirDate { dir, date, through };
+    match (
+        source.as_deref(),
+        args.s3_bucket.clone(),
+        args.file_dir.clone(),
+    ) {
+        (Some("s3"), Some(bucket), _) => Ok(s3(bucket)),
+        (Some("s3"), None, _) => Err(Error::Config(
+            "CUSIP_FILE_SOURCE=s3 but no bucket is set: set CUSIP_S3_BUCKET (or give --s3-bucket)"
                 .into(),
         )),
-        Some("s3") => {
-            let bucket = args.s3_bucket.clone().ok_or_else(|| {
-                Error::Config("CUSIP_FILE_SOURCE=s3 but CUSIP_S3_BUCKET is not set".into())
-            })?;
-            Ok(Inputs::S3Date {
-                bucket,
-                prefix,
-                date,
-                through,
-            })
-        }
-        Some("local") => Ok(Inputs::DirDate {
-            dir: args
-                .file_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("/data/pif_files")),
-            date,
-            through,
-        }),
-        Some(other) => Err(Error::Config(format!(
+        (Some("local"), _, dir) => Ok(local(
+            dir.unwrap_or_else(|| PathBuf::from("/data/pif_files")),
+        )),
+        (Some(other), _, _) => Err(Error::Config(format!(
             "CUSIP_FILE_SOURCE is {other:?}; expected s3 or local"
         ))),
+        (None, Some(bucket), Some(dir)) => Err(Error::Config(format!(
+            "both a bucket ({bucket}) and a directory ({}) are configured (CUSIP_S3_BUCKET and \
+             CUSIP_FILE_DIR): set CUSIP_FILE_SOURCE=s3 or local to say where the files are",
+            dir.display()
+        ))),
+        (None, Some(bucket), None) => Ok(s3(bucket)),
+        (None, None, Some(dir)) => Ok(local(dir)),
+        (None, None, None) if args.init_schema => Ok(Inputs::Nothing),
+        (None, None, None) => Err(Error::Usage(
+            "nothing to do: give PIP files, --s3-key, --s3-bucket or --dir (with --date, or \
+             --from-date), set CUSIP_S3_BUCKET or CUSIP_FILE_DIR, or run --init-schema"
+                .into(),
+        )),
     }
 }
 
@@ -512,5 +552,49 @@ mod tests {
         ] {
             assert!(inputs(argv, &[]).is_err(), "{argv:?}");
         }
+    }
+
+    #[test]
+    fn a_variable_means_what_its_flag_means_and_the_source_picks_between_two() {
+        let d = NaiveDate::from_ymd_opt(2024, 1, 12).unwrap();
+        assert_eq!(
+            inputs(&["--date", "2024-01-12"], &[("CUSIP_S3_BUCKET", "b")]).unwrap(),
+            Inputs::S3Date {
+                bucket: "b".into(),
+                prefix: "pif/".into(),
+                date: d,
+                through: None
+            }
+        );
+        assert_eq!(
+            inputs(&["--date", "2024-01-12"], &[("CUSIP_FILE_DIR", "/in")]).unwrap(),
+            Inputs::DirDate {
+                dir: "/in".into(),
+                date: d,
+                through: None
+            }
+        );
+        let both = [("CUSIP_S3_BUCKET", "b"), ("CUSIP_FILE_DIR", "/in")];
+        let e = inputs(&["--date", "2024-01-12"], &both).unwrap_err();
+        assert_eq!(e.exit(), crate::error::Exit::Config, "{e}");
+        assert!(e.to_string().contains("CUSIP_FILE_SOURCE"), "{e}");
+        let with = |src| [both[0], both[1], ("CUSIP_FILE_SOURCE", src)];
+        assert!(matches!(
+            inputs(&[], &with("s3")).unwrap(),
+            Inputs::S3Date { .. }
+        ));
+        assert!(matches!(
+            inputs(&[], &with("local")).unwrap(),
+            Inputs::DirDate { ref dir, .. } if dir == std::path::Path::new("/in")
+        ));
+        // The command line's own input wins over a configured place.
+        assert!(matches!(
+            inputs(&["--dir", "/x"], &both).unwrap(),
+            Inputs::DirDate { ref dir, .. } if dir == std::path::Path::new("/x")
+        ));
+        assert!(matches!(
+            inputs(&["a/CED01-15R.PIP"], &[("CUSIP_S3_BUCKET", "b")]).unwrap(),
+            Inputs::Files(_)
+        ));
     }
 }

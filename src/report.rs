@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::error::Exit;
+use crate::error::{Exit, Problem};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -78,6 +78,8 @@ pub struct FileReport {
     pub initial_load: bool,
     pub status: Status,
     pub error: Option<String>,
+    /// A rejected file's problems, located (up to the 20 collected).
+    pub problems: Vec<Problem>,
 }
 
 impl FileReport {
@@ -104,11 +106,21 @@ impl FileReport {
             initial_load: false,
             status: Status::NotAttempted,
             error: None,
+            problems: Vec::new(),
         }
     }
 }
 
 impl FileReport {
+    /// Records why the file failed: the message and, for a rejection, its located problems.
+    pub fn failed(&mut self, e: &crate::error::Error) {
+        self.status = Status::Failed;
+        self.error = Some(e.to_string());
+        if let crate::error::Error::Rejected(r) = e {
+            self.problems = r.problems.clone();
+        }
+    }
+
     /// Records how long the file took, and the rate that makes over its bytes.
     pub fn timed(&mut self, seconds: f64) {
         self.seconds = seconds;
@@ -168,7 +180,7 @@ impl Summary {
         if self.files.is_empty() {
             // `--init-schema` alone, or a failure before any file: the error says it all.
             return match &self.error {
-                Some(e) => writeln!(out, "error: {}", e.lines().next().unwrap_or("")),
+                Some(e) => writeln!(out, "error: {e}"),
                 None => writeln!(out, "schema applied; no files given"),
             };
         }
@@ -189,26 +201,29 @@ impl Summary {
             .files
             .iter()
             .map(|f| {
-                let attempted = matches!(
+                // Counts a person can trust: a load's writes only when it committed, what was
+                // read whenever the file was read.
+                let read = matches!(
                     f.status,
-                    Status::Loaded | Status::Failed | Status::Interrupted
+                    Status::Loaded | Status::Failed | Status::Interrupted | Status::Valid
                 );
-                let n = |v: u64| if attempted { v.to_string() } else { "-".into() };
+                let wrote = f.status == Status::Loaded;
+                let n = |v: u64, shown: bool| if shown { v.to_string() } else { "-".into() };
                 [
                     f.file.clone(),
                     f.file_type.to_string(),
                     f.business_date.map_or("-".into(), |d| d.to_string()),
-                    n(f.records),
-                    n(f.inserted),
-                    n(f.updated),
-                    n(f.unchanged),
-                    n(f.repeated),
-                    if attempted {
+                    n(f.records, read),
+                    n(f.inserted, wrote),
+                    n(f.updated, wrote),
+                    n(f.unchanged, wrote),
+                    n(f.repeated, wrote),
+                    if read {
                         format!("{:.2}", f.seconds)
                     } else {
                         "-".into()
                     },
-                    if attempted {
+                    if read {
                         format!("{:.1}", f.mb_per_s)
                     } else {
                         "-".into()
@@ -273,13 +288,26 @@ impl Summary {
                 )?;
             }
         }
+        // Each failed file's reason, with every located problem, once; then the run's error
+        // when it is not one of those.
         for f in &self.files {
-            if let Some(e) = &f.error {
-                writeln!(out, "{}: {}", f.file, e.lines().next().unwrap_or(""))?;
+            let Some(e) = &f.error else { continue };
+            let e = e.strip_prefix(&format!("{}: ", f.file)).unwrap_or(e);
+            let mut lines = e.lines();
+            writeln!(out, "{}: {}", f.file, lines.next().unwrap_or(""))?;
+            if f.problems.is_empty() {
+                for l in lines {
+                    writeln!(out, "  {}", l.trim_start())?;
+                }
+            }
+            for p in &f.problems {
+                writeln!(out, "  {}", p.render(&f.file))?;
             }
         }
         if let Some(e) = &self.error {
-            writeln!(out, "error: {}", e.lines().next().unwrap_or(""))?;
+            if !self.files.iter().any(|f| f.error.as_ref() == Some(e)) {
+                writeln!(out, "error: {e}")?;
+            }
         }
         Ok(())
     }

@@ -114,8 +114,7 @@ pub async fn load_file(
             report.initial_load = merged.initial_load;
         }
         Err(e) => {
-            report.status = Status::Failed;
-            report.error = Some(e.to_string());
+            report.failed(e);
             // The failed attempt is journalled in its own transaction; the load's own
             // transaction has rolled back (dropped). If the connection is gone, say so only.
             if let Err(je) = journal::write(&*client, &Entry::of(report), started).await {
@@ -410,13 +409,9 @@ pub async fn validate_file(
     report.bytes = read.bytes;
     report.resumes = read.resumes;
     report.timed(t0.elapsed().as_secs_f64());
-    report.status = if result.is_ok() {
-        Status::Valid
-    } else {
-        Status::Failed
-    };
-    if let Err(e) = &result {
-        report.error = Some(e.to_string());
+    match &result {
+        Ok(_) => report.status = Status::Valid,
+        Err(e) => report.failed(e),
     }
     result.map(|_| ())
 }

@@ -47,6 +47,36 @@ fn failed(what: &str, e: &tokio_postgres::Error) -> Error {
     )
 }
 
+/// Before a load: the schema must be there and current, said once and plainly, rather than
+/// discovered by the first statement that needs it (and again by the journal write after it).
+pub async fn require(client: &Client) -> Result<(), Error> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass('load_journal') IS NOT NULL, \
+             EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('load_journal') \
+                     AND attname = 'business_date' AND NOT attisdropped), \
+             current_database()",
+            &[],
+        )
+        .await
+        .map_err(|e| db::fail("reading the catalog", &e))?;
+    let (journal, current, dbname): (bool, bool, String) = (row.get(0), row.get(1), row.get(2));
+    if !journal {
+        return Err(Error::Config(format!(
+            "database {dbname} has no cusip-loader schema (no load_journal): apply it first with \
+             `cusip-loader --init-schema`, as the owner of the schema; nothing was loaded"
+        )));
+    }
+    if !current {
+        return Err(Error::Config(format!(
+            "database {dbname}'s schema is older than this loader (load_journal has no \
+             business_date): run `cusip-loader --init-schema` as its owner to bring it up to date; \
+             nothing was loaded"
+        )));
+    }
+    Ok(())
+}
+
 /// Applies the schema in one transaction; idempotent. The lock keeps two loaders started
 /// together from racing.
 pub async fn apply(client: &mut Client, opts: Options) -> Result<(), Error> {

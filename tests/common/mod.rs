@@ -78,6 +78,8 @@ impl Db {
             .env("CUSIP_DB_USER", "postgres")
             .env("CUSIP_DB_CONNECT_RETRY", "0")
             .env("RUST_LOG", "info")
+            // A directory of its own: a developer's ./.env must not reach the tests.
+            .current_dir(loader_cwd())
             .stdin(Stdio::null());
         c
     }
@@ -211,6 +213,13 @@ impl Db {
         .map(|l| l.split('|').map(str::to_string).collect())
         .collect()
     }
+}
+
+/// An empty working directory for the loader (it reads ./.env when there is one).
+pub fn loader_cwd() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("loader-cwd");
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }
 
 pub const MASTER: [&str; 3] = ["issuer", "issue", "issue_attribute"];
