@@ -111,6 +111,26 @@ impl Db {
         );
     }
 
+    /// Feeds `data` to psql's stdin running `q` (e.g. a COPY FROM STDIN) on this database, of
+    /// whichever cluster it is in.
+    pub fn stdin(&self, q: &str, data: &[u8]) {
+        use std::io::Write;
+        let mut child = psql_cmd(&self.bin, self.port, &self.name)
+            .args(["-c", q])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(data).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "psql failed on {q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `pg_dump --schema-only`: equal dumps mean the schema did not change.
     pub fn schema_dump(&self) -> String {
         self.pg_dump(&["--schema-only"])
@@ -248,24 +268,10 @@ pub fn psql_on(db: &str, q: &str) -> Output {
     psql_at(&c.bin, c.port, db, q)
 }
 
-/// Feeds `data` to psql's stdin running `q` (e.g. a COPY FROM STDIN).
+/// Feeds `data` to psql's stdin running `q` (e.g. a COPY FROM STDIN) on database `db` of the
+/// shared cluster.
 pub fn psql_stdin(db: &str, q: &str, data: &[u8]) {
-    use std::io::Write;
-    let c = cluster();
-    let mut child = psql_cmd(&c.bin, c.port, db)
-        .args(["-c", q])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "psql failed on {q}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Db::at(cluster(), db).stdin(q, data)
 }
 
 /// The sample R, E and A files of a date (`01-15` or `01-16`), in load order.
@@ -385,8 +391,7 @@ pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
     db.sql(&format!(
         "DROP TABLE IF EXISTS {exp}; CREATE TABLE {exp} AS SELECT {cols} FROM {table} WITH NO DATA"
     ));
-    psql_stdin(
-        &db.name,
+    db.stdin(
         &format!("COPY {exp} FROM STDIN (FORMAT csv, DELIMITER '|', QUOTE E'\\x01')"),
         &data,
     );
