@@ -366,7 +366,10 @@ pub fn expected_rows(path: &Path, key_fields: usize) -> Vec<Vec<u8>> {
 /// in every column of every row.
 pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
     let key_fields = if table == "issuer" { 1 } else { 2 };
+    // In first-seen key order; `slots` finds a key's place (many files of many rows: the
+    // soak's 30 days and more).
     let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut slots: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
     for f in files {
         for row in expected_rows(f, key_fields) {
             let key: Vec<u8> = row
@@ -374,9 +377,12 @@ pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
                 .take(key_fields)
                 .collect::<Vec<_>>()
                 .join(&b'|');
-            match merged.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = row,
-                None => merged.push((key, row)),
+            match slots.get(&key) {
+                Some(&i) => merged[i].1 = row,
+                None => {
+                    slots.insert(key.clone(), merged.len());
+                    merged.push((key, row));
+                }
             }
         }
     }
