@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example generate -- --issues N --out DIR [--date MM-DD] [--seed S]
-//!     [--next-of MM-DD [--changed-pct 1.0] [--new-pct 0.5]]
+//!     [--next-of MM-DD [--changed-pct 1.0] [--new-pct 0.5]] [--delta-seed S]
+//!     [--repeat-pct 0 [--repeat-types REA]]
 //! ```
 //!
 //! Writes `CED{date}R.PIP`, `CED{date}E.PIP`, `CED{date}A.PIP` into DIR: N issues, about N/25
@@ -15,6 +16,19 @@
 //! with `--changed-pct` % of issues (and their attributes) and of issuers modified, and
 //! `--new-pct` % new issues inserted in key order (plus new issuers at the same rate, with
 //! 1-3 issues each). Rows not modified are byte-identical to the previous day's.
+//!
+//! `--delta-seed S` picks which rows change, which keys are new and which repeat with a seed of
+//! their own (by default they follow `--seed`): a run of days made with `--next-of` the same
+//! base day, `--date` each day and a different delta seed each day has different changes and
+//! new keys every day over the same base rows (yesterday's changed rows go back to their base
+//! values, yesterday's new keys are simply not in today's file).
+//!
+//! `--repeat-pct P` appends, after the sorted records and before the trailer, an amendment of
+//! about P % of the records of each file (of the types in `--repeat-types`, default `REA`): the
+//! same key with other values (an issuer renamed or moved, an issue's description corrected or
+//! its rate changed, an attribute's payment status changed), as a delivery that repeats keys
+//! does. The loader keeps the last record of a key. The amendments are held in memory until the
+//! end of their file (P % of its records).
 //!
 //! Everything is derived from hashes of (seed, issuer index, issue index), so each file is
 //! written in one pass with a `BufWriter`, no per-record allocation and O(1) memory.
@@ -721,6 +735,7 @@ const K_COUNT: u64 = 0x3003;
 const K_DELTA: u64 = 0x4004;
 const K_NEW_ISSUER: u64 = 0x5005;
 const K_NEW_ISSUE: u64 = 0x6006;
+const K_REPEAT: u64 = 0x7007;
 
 struct Cfg {
     n: u64,
@@ -731,6 +746,12 @@ struct Cfg {
     next: bool,
     changed_pct: f64,
     new_pct: f64,
+    /// XORed into the keys of every per-day choice (changed, new, repeated): 0 by default,
+    /// so that without `--delta-seed` the output is what it always was.
+    delta_key: u64,
+    repeat_pct: f64,
+    /// Which files get amendments appended (`--repeat-types`).
+    repeat_in: [bool; 3],
 }
 
 #[derive(Default)]
@@ -744,6 +765,8 @@ struct Issuer {
     country: &'static str,
     cur: &'static str,
     fresh: bool,
+    /// Write the amendment of this issuer's record (see `--repeat-pct`), not the record.
+    amend: bool,
 }
 
 struct Facts {
@@ -841,6 +864,7 @@ fn make_issuer(seed: u64, code: u64, fresh: bool, iss: &mut Issuer) {
     iss.num = issuer_num(code);
     iss.seed = seed;
     iss.fresh = fresh;
+    iss.amend = false;
     iss.name.clear();
     iss.govt = 0;
     iss.state = "";
@@ -1009,10 +1033,16 @@ fn write_issuer_record(
     let mut name_delta = false;
     let mut state = iss.state;
     let mut upd_iso = false;
-    if cfg.next && !iss.fresh {
-        let mut d = Rng::new(mix(iss.seed ^ K_DELTA, 7));
-        if d.pct(cfg.changed_pct) {
-            match d.below(3) {
+    if (cfg.next && !iss.fresh) || iss.amend {
+        let mut d = Rng::new(mix(iss.seed ^ K_DELTA ^ cfg.delta_key, 7));
+        let mut change = (cfg.next && !iss.fresh && d.pct(cfg.changed_pct)).then(|| d.below(3));
+        if iss.amend {
+            // The amendment differs from the record just written: a rename, or (if the
+            // record was the rename) a move to another state.
+            change = Some(if change == Some(0) { 2 } else { 0 });
+        }
+        if let Some(change) = change {
+            match change {
                 0 => {
                     name_delta = true;
                     txn = b'N';
@@ -1102,7 +1132,7 @@ fn issue_delta(cfg: &Cfg, issue_seed: u64, fresh: bool) -> u32 {
     if !cfg.next || fresh {
         return 0;
     }
-    let mut d = Rng::new(mix(issue_seed ^ K_DELTA, 3));
+    let mut d = Rng::new(mix(issue_seed ^ K_DELTA ^ cfg.delta_key, 3));
     if d.pct(cfg.changed_pct) {
         1 + d.below(4)
     } else {
@@ -1546,6 +1576,8 @@ struct Out {
     desc: Vec<u8>,
     adl: Vec<u8>,
     codes: Vec<u32>,
+    /// Amendments to append before the trailer (`--repeat-pct`).
+    amendments: Vec<Vec<u8>>,
     st: Stats,
 }
 
@@ -1558,6 +1590,23 @@ impl Out {
         self.line.clear();
         Ok(())
     }
+}
+
+impl Kind {
+    fn index(self) -> usize {
+        match self {
+            Kind::R => 0,
+            Kind::E => 1,
+            Kind::A => 2,
+        }
+    }
+}
+
+/// True if the record whose seed is `seed` gets an amendment appended (`--repeat-pct`).
+fn repeats(cfg: &Cfg, kind: Kind, seed: u64) -> bool {
+    cfg.repeat_in[kind.index()]
+        && cfg.repeat_pct > 0.0
+        && Rng::new(mix(seed ^ K_REPEAT ^ cfg.delta_key, kind.index() as u64)).pct(cfg.repeat_pct)
 }
 
 /// The issues (E) or attributes (A) of one issuer, in key order; on the next day a new
@@ -1581,7 +1630,7 @@ fn write_issues(
                 if !cfg.next || iss.fresh {
                     continue;
                 }
-                let s = mix(issue_base ^ K_NEW_ISSUE, j as u64);
+                let s = mix(issue_base ^ K_NEW_ISSUE ^ cfg.delta_key, j as u64);
                 if !Rng::new(s).pct(cfg.new_pct) {
                     continue;
                 }
@@ -1596,31 +1645,61 @@ fn write_issues(
                 is_new,
             );
             let delta = issue_delta(cfg, seed, is_new);
-            match kind {
-                Kind::E => write_issue_record(
-                    &mut o.line,
-                    iss,
-                    issue_num(code),
-                    seed,
-                    &f,
-                    delta,
-                    is_new,
-                    cfg,
-                    &mut o.desc,
-                ),
-                _ => write_attr_record(
-                    &mut o.line,
-                    iss,
-                    issue_num(code),
-                    seed,
-                    &f,
-                    delta,
-                    is_new,
-                    cfg,
-                ),
+            // An amendment (`--repeat-pct`) differs from the record in what it writes: for
+            // an issue a corrected description (or, if it was that, a rate change); for an
+            // attribute a suspended payment status (or, if it was that, matured).
+            let alt = match kind {
+                Kind::E if delta == 3 => 1,
+                Kind::E => 3,
+                _ if delta == 4 => 2,
+                _ => 4,
+            };
+            let amend = repeats(cfg, kind, seed).then_some(alt);
+            for (d, is_amendment) in std::iter::once((delta, false)).chain(amend.map(|a| (a, true)))
+            {
+                let mut buf = if is_amendment {
+                    Vec::with_capacity(512)
+                } else {
+                    std::mem::take(&mut o.line)
+                };
+                match kind {
+                    Kind::E => write_issue_record(
+                        &mut buf,
+                        iss,
+                        issue_num(code),
+                        seed,
+                        &f,
+                        d,
+                        is_new,
+                        cfg,
+                        &mut o.desc,
+                    ),
+                    _ => {
+                        write_attr_record(&mut buf, iss, issue_num(code), seed, &f, d, is_new, cfg)
+                    }
+                }
+                if is_amendment {
+                    o.amendments.push(buf);
+                } else {
+                    o.line = buf;
+                    o.emit()?;
+                }
             }
-            o.emit()?;
         }
+    }
+    Ok(())
+}
+
+/// An issuer's record, and its amendment when it gets one (`--repeat-pct`).
+fn write_issuer(cfg: &Cfg, iss: &mut Issuer, o: &mut Out) -> std::io::Result<()> {
+    write_issuer_record(&mut o.line, iss, cfg, &mut o.desc, &mut o.adl);
+    o.emit()?;
+    if repeats(cfg, Kind::R, iss.seed) {
+        let mut buf = Vec::with_capacity(512);
+        iss.amend = true;
+        write_issuer_record(&mut buf, iss, cfg, &mut o.desc, &mut o.adl);
+        iss.amend = false;
+        o.amendments.push(buf);
     }
     Ok(())
 }
@@ -1632,6 +1711,7 @@ fn write_file(cfg: &Cfg, kind: Kind, path: &Path) -> std::io::Result<Stats> {
         desc: Vec::with_capacity(128),
         adl: Vec::with_capacity(128),
         codes: Vec::with_capacity(64),
+        amendments: Vec::new(),
         st: Stats {
             records: 0,
             bytes: 0,
@@ -1647,8 +1727,7 @@ fn write_file(cfg: &Cfg, kind: Kind, path: &Path) -> std::io::Result<Stats> {
         let seed = mix(cfg.seed ^ K_ISSUER, i);
         make_issuer(seed, code, false, &mut iss);
         if kind == Kind::R {
-            write_issuer_record(&mut o.line, &iss, cfg, &mut o.desc, &mut o.adl);
-            o.emit()?;
+            write_issuer(cfg, &mut iss, &mut o)?;
         } else {
             write_issues(
                 cfg,
@@ -1662,19 +1741,22 @@ fn write_file(cfg: &Cfg, kind: Kind, path: &Path) -> std::io::Result<Stats> {
         }
         if cfg.next {
             // a new issuer in the free issuer code just above this one, with 1-3 new issues
-            let s = mix(cfg.seed ^ K_NEW_ISSUER, i);
+            let s = mix(cfg.seed ^ K_NEW_ISSUER ^ cfg.delta_key, i);
             let mut r = Rng::new(s);
             if r.pct(cfg.new_pct) {
                 let count = 1 + r.below(3);
                 make_issuer(mix(s, 1), code + 1, true, &mut iss);
                 if kind == Kind::R {
-                    write_issuer_record(&mut o.line, &iss, cfg, &mut o.desc, &mut o.adl);
-                    o.emit()?;
+                    write_issuer(cfg, &mut iss, &mut o)?;
                 } else {
                     write_issues(cfg, kind, &iss, count, mix(s, 5), mix(s, 6), &mut o)?;
                 }
             }
         }
+    }
+    for line in std::mem::take(&mut o.amendments) {
+        o.line = line;
+        o.emit()?;
     }
     o.line.extend_from_slice(b"999999|TRAILER|");
     push_num(&mut o.line, o.st.records, 1);
@@ -1690,11 +1772,15 @@ fn write_file(cfg: &Cfg, kind: Kind, path: &Path) -> std::io::Result<Stats> {
 fn usage() -> ! {
     eprintln!(
         "usage: generate --issues N --out DIR [--date MM-DD] [--seed S]\n\
-         \x20               [--next-of MM-DD [--changed-pct 1.0] [--new-pct 0.5]]\n\
+         \x20               [--next-of MM-DD [--changed-pct 1.0] [--new-pct 0.5]] [--delta-seed S]\n\
+         \x20               [--repeat-pct 0 [--repeat-types REA]]\n\
          Writes CED{{date}}R.PIP, CED{{date}}E.PIP, CED{{date}}A.PIP (N issues, ~N/25 issuers,\n\
          one attribute per issue). --date defaults to 01-15, or to the day after --next-of.\n\
          --next-of D regenerates day D's rows from the same seed and writes the next day's\n\
-         full files with changed-pct % of rows modified and new-pct % new issues added."
+         full files with changed-pct % of rows modified and new-pct % new issues added.\n\
+         --delta-seed S picks which rows change, are new and repeat (default: by --seed).\n\
+         --repeat-pct P appends amendments of about P % of the records (same key, other\n\
+         values) before the trailer, in the files of --repeat-types."
     );
     std::process::exit(2)
 }
@@ -1709,6 +1795,8 @@ fn main() {
         None::<String>,
     );
     let (mut changed_pct, mut new_pct) = (1.0f64, 0.5f64);
+    let (mut delta_seed, mut repeat_pct, mut repeat_types) =
+        (None::<u64>, 0.0f64, "REA".to_string());
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
@@ -1721,6 +1809,9 @@ fn main() {
             "--next-of" => next_of = Some(val()),
             "--changed-pct" => changed_pct = val().parse().unwrap_or_else(|_| usage()),
             "--new-pct" => new_pct = val().parse().unwrap_or_else(|_| usage()),
+            "--delta-seed" => delta_seed = Some(val().parse().unwrap_or_else(|_| usage())),
+            "--repeat-pct" => repeat_pct = val().parse().unwrap_or_else(|_| usage()),
+            "--repeat-types" => repeat_types = val(),
             "-h" | "--help" => usage(),
             _ => {
                 eprintln!("unknown argument {a}");
@@ -1736,7 +1827,10 @@ fn main() {
         eprintln!("--issues must be 1..=40000000");
         std::process::exit(2);
     }
-    if !(0.0..=100.0).contains(&changed_pct) || !(0.0..=100.0).contains(&new_pct) {
+    if ![changed_pct, new_pct, repeat_pct]
+        .iter()
+        .all(|p| (0.0..=100.0).contains(p))
+    {
         eprintln!("percentages must be within 0..100");
         std::process::exit(2);
     }
@@ -1768,7 +1862,15 @@ fn main() {
         next,
         changed_pct,
         new_pct,
+        // A delta seed of its own moves every per-day choice; none leaves them as they were.
+        delta_key: delta_seed.map_or(0, |s| splitmix(s ^ 0xD17A)),
+        repeat_pct,
+        repeat_in: ['R', 'E', 'A'].map(|t| repeat_types.to_ascii_uppercase().contains(t)),
     };
+    if repeat_types.chars().any(|c| !"REAea".contains(c)) {
+        eprintln!("--repeat-types takes letters of REA");
+        std::process::exit(2);
+    }
     if let Err(e) = std::fs::create_dir_all(&out) {
         eprintln!("cannot create {}: {e}", out.display());
         std::process::exit(1);

@@ -311,7 +311,15 @@ pub async fn open(
              SET TRANSACTION SNAPSHOT '{snapshot}'; SET LOCAL enable_sort = off"
         ))
         .await
-        .map_err(reading)?;
+        .map_err(|e| match e.code() {
+            Some(code) if snapshot_gone(code) => Error::Transient(format!(
+                "reading {} to compare with the file: the load's snapshot is gone, so its \
+                 own connection was lost ({}); nothing was committed, rerun the load",
+                layout.table,
+                db::chain(&e)
+            )),
+            _ => reading(e),
+        })?;
     let stream = reader
         .copy_out(sql::copy_out_master(layout).as_str())
         .await
@@ -325,6 +333,18 @@ pub async fn open(
         rx,
         AbortOnDrop(Some(task.abort_handle())),
     )))
+}
+
+/// True if importing the snapshot the load's transaction just exported failed because that
+/// transaction is gone (its backend terminated or the server shutting down between the export
+/// and the import): `55000` "could not import the requested snapshot … The source process …
+/// is not running anymore", or `22023` "invalid snapshot identifier" once the export is
+/// cleaned up. The name itself was checked, so neither is a bug (70) or bad data (65): the load
+/// lost its connection (75), as the soak (`tests/soak.rs`) found.
+fn snapshot_gone(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    *code == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE
+        || *code == SqlState::INVALID_PARAMETER_VALUE
 }
 
 /// Hands the master's COPY stream to the parser thread in batches, until it ends or the

@@ -4,9 +4,10 @@
     python3 testdata/validate_generated.py DIR MM-DD [PREV_DIR PREV_MM-DD]
 
 Checks every record of CED{MM-DD}{R,E,A}.PIP with the rules of check_sample.py (field
-counts, widths in characters, dates, numerics, codes, UTF-8, trailer), sorted unique keys,
-foreign keys, one attribute per issue, no reserved issuer numbers. With a previous day's
-directory it also reports how many rows are unchanged / changed / new / gone.
+counts, widths in characters, dates, numerics, codes, UTF-8, trailer), sorted unique keys
+(then only repeats of them: `--repeat-pct` amendments), foreign keys, one attribute per
+issue, no reserved issuer numbers. With a previous day's directory it also reports how many
+rows are unchanged / changed / new / gone.
 """
 import sys
 from pathlib import Path
@@ -25,8 +26,13 @@ def load_day(d, day):
             sys.exit(f"{path}: {nerr} errors, first: {errs[:5]}")
         table, cols, nkey = cs.TYPES[suf]
         keys = [tuple(f[:nkey]) for _, f, _ in recs]
-        if keys != sorted(keys) or len(set(keys)) != len(keys):
+        # Sorted unique keys, then any amendments (generate --repeat-pct): repeats of keys
+        # of the sorted part, appended before the trailer.
+        body = next((i for i in range(1, len(keys)) if keys[i] <= keys[i - 1]), len(keys))
+        if keys[:body] != sorted(set(keys[:body])):
             sys.exit(f"{path}: keys not sorted/unique")
+        if not set(keys[body:]) <= set(keys[:body]):
+            sys.exit(f"{path}: an amendment repeats no key of the file")
         for k in keys:
             if "990000" <= k[0] <= "999999":
                 sys.exit(f"{path}: reserved issuer number {k[0]}")

@@ -113,6 +113,26 @@ impl Db {
         );
     }
 
+    /// Feeds `data` to psql's stdin running `q` (e.g. a COPY FROM STDIN) on this database, of
+    /// whichever cluster it is in.
+    pub fn stdin(&self, q: &str, data: &[u8]) {
+        use std::io::Write;
+        let mut child = psql_cmd(&self.bin, self.port, &self.name)
+            .args(["-c", q])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(data).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "psql failed on {q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `pg_dump --schema-only`: equal dumps mean the schema did not change.
     pub fn schema_dump(&self) -> String {
         self.pg_dump(&["--schema-only"])
@@ -257,24 +277,10 @@ pub fn psql_on(db: &str, q: &str) -> Output {
     psql_at(&c.bin, c.port, db, q)
 }
 
-/// Feeds `data` to psql's stdin running `q` (e.g. a COPY FROM STDIN).
+/// Feeds `data` to psql's stdin running `q` (e.g. a COPY FROM STDIN) on database `db` of the
+/// shared cluster.
 pub fn psql_stdin(db: &str, q: &str, data: &[u8]) {
-    use std::io::Write;
-    let c = cluster();
-    let mut child = psql_cmd(&c.bin, c.port, db)
-        .args(["-c", q])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "psql failed on {q}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Db::at(cluster(), db).stdin(q, data)
 }
 
 /// The sample R, E and A files of a date (`01-15` or `01-16`), in load order.
@@ -369,7 +375,10 @@ pub fn expected_rows(path: &Path, key_fields: usize) -> Vec<Vec<u8>> {
 /// in every column of every row.
 pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
     let key_fields = if table == "issuer" { 1 } else { 2 };
+    // In first-seen key order; `slots` finds a key's place (many files of many rows: the
+    // soak's 30 days and more).
     let mut merged: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut slots: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
     for f in files {
         for row in expected_rows(f, key_fields) {
             let key: Vec<u8> = row
@@ -377,9 +386,12 @@ pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
                 .take(key_fields)
                 .collect::<Vec<_>>()
                 .join(&b'|');
-            match merged.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = row,
-                None => merged.push((key, row)),
+            match slots.get(&key) {
+                Some(&i) => merged[i].1 = row,
+                None => {
+                    slots.insert(key.clone(), merged.len());
+                    merged.push((key, row));
+                }
             }
         }
     }
@@ -394,8 +406,7 @@ pub fn assert_table_matches(db: &Db, table: &str, files: &[PathBuf]) {
     db.sql(&format!(
         "DROP TABLE IF EXISTS {exp}; CREATE TABLE {exp} AS SELECT {cols} FROM {table} WITH NO DATA"
     ));
-    psql_stdin(
-        &db.name,
+    db.stdin(
         &format!("COPY {exp} FROM STDIN (FORMAT csv, DELIMITER '|', QUOTE E'\\x01')"),
         &data,
     );
