@@ -4,7 +4,8 @@
 //! goes `source` (bytes) → `parse` (records) → `convert` + `copy` (checked binary COPY rows)
 //! → `load` (staging, checks, merge, journal: one transaction, its SQL in `sql`) → `report`.
 //! The three record layouts are data in `layout`, and everything else is derived from them;
-//! `schema` owns `--init-schema`, `error` the exit codes.
+//! `schema` owns `--init-schema`, `error` the exit codes. `status` (`--status`, what the
+//! journal says is loaded) loads nothing and writes nothing.
 
 pub mod app;
 pub mod aws;
@@ -27,4 +28,5 @@ pub mod schema;
 pub mod secret;
 pub mod source;
 pub mod sql;
+pub mod status;
 pub mod tls;
