@@ -193,6 +193,18 @@ pub struct Args {
     #[arg(long, help_heading = "Load")]
     pub init_schema: bool,
 
+    /// Instead of loading: print, per table, the newest file loaded, a failure since, and the
+    /// business days (Mon-Fri) of the last 10 up to --date or today with no load. Reads only
+    /// load_journal.
+    #[arg(long, conflicts_with_all = ["files", "init_schema", "validate_only", "check"], help_heading = "Load")]
+    pub status: bool,
+
+    /// Instead of loading: a pre-flight that writes nothing. Connects as a load would, checks
+    /// the schema, the role's rights and the file source (S3 prefix or directory); one line
+    /// per check, exit 0 when all pass, else the first failure's code.
+    #[arg(long, conflicts_with_all = ["files", "init_schema", "validate_only"], help_heading = "Load")]
+    pub check: bool,
+
     /// With --init-schema: also make the changes that rewrite tables holding rows (key
     /// columns to collation "C", so that loads compare in the loader; a generated
     /// search_vector where a table has none). Locks each table until the commit.

@@ -4,10 +4,13 @@
 //! goes `source` (bytes) → `parse` (records) → `convert` + `copy` (checked binary COPY rows)
 //! → `load` (staging, checks, merge, journal: one transaction, its SQL in `sql`) → `report`.
 //! The three record layouts are data in `layout`, and everything else is derived from them;
-//! `schema` owns `--init-schema`, `error` the exit codes.
+//! `schema` owns `--init-schema`, `error` the exit codes. Two modes load nothing and write
+//! nothing: `status` (`--status`, what the journal says is loaded) and `check` (`--check`,
+//! the pre-flight).
 
 pub mod app;
 pub mod aws;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod compare;
@@ -28,4 +31,5 @@ pub mod schema;
 pub mod secret;
 pub mod source;
 pub mod sql;
+pub mod status;
 pub mod tls;

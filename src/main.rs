@@ -1,4 +1,5 @@
-//! Parses arguments, runs, prints the summary and maps the outcome to an exit code.
+//! Parses arguments, runs (a load, `--status` or `--check`), prints the summary or the
+//! mode's report and maps the outcome to an exit code.
 
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
@@ -8,9 +9,9 @@ use tracing_subscriber::EnvFilter;
 use clap::{CommandFactory, FromArgMatches};
 use cusip_loader::cli::{Args, LogFormat, OutputFormat};
 use cusip_loader::error::Exit;
-use cusip_loader::plan::{Given, Plan};
+use cusip_loader::plan::{Action, Given, Plan};
 use cusip_loader::report::Summary;
-use cusip_loader::{app, clock, progress, report};
+use cusip_loader::{app, check, clock, progress, report, status};
 
 fn main() {
     // Laptop settings kept in ./.env (the working directory's only, as the old service read
@@ -88,7 +89,34 @@ fn main() {
             ),
         ),
     };
-    finish(output, runtime.block_on(app::run(plan)))
+    match plan.action.clone() {
+        Action::Load => finish(output, runtime.block_on(app::run(plan))),
+        Action::Status { today } => {
+            let r = runtime.block_on(status::run(&plan, today));
+            finish_mode(|out| r.write(output, out), r.exit_code, r.error.as_deref())
+        }
+        Action::Check { source_error } => {
+            let r = runtime.block_on(check::run(&plan, source_error.as_deref()));
+            finish_mode(|out| r.write(output, out), r.exit_code, r.error.as_deref())
+        }
+    }
+}
+
+/// Ends `--status` and `--check`: their report on stdout (not the load summary), the error
+/// on stderr as after a load, and their exit code.
+fn finish_mode(
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    exit_code: i32,
+    error: Option<&str>,
+) -> ! {
+    let mut out = io::stdout().lock();
+    let _ = write(&mut out).and_then(|_| out.flush());
+    if let Some(e) = error {
+        for line in e.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            tracing::error!("{line}");
+        }
+    }
+    std::process::exit(exit_code);
 }
 
 /// Whether JSON output was asked for, read from the raw arguments and the environment when

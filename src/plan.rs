@@ -46,6 +46,22 @@ pub enum Inputs {
     Nothing,
 }
 
+/// What a run does. Only a load writes; the other modes exist so that a scheduler and an
+/// operator can ask before and after without risking anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Load the inputs (or only apply the schema, or only validate).
+    Load,
+    /// `--status`: read the journal; the business days looked at end with `today` (`--date`,
+    /// else today in `TZ`).
+    Status { today: NaiveDate },
+    /// `--check`: a pre-flight that writes nothing. The plan's `inputs` are where a load with
+    /// the same configuration would read (`Inputs::Nothing` when none is configured);
+    /// `source_error` is why that configuration cannot work, reported as a failed check
+    /// rather than ending the run, so that every other check still runs.
+    Check { source_error: Option<String> },
+}
+
 /// The ids of the arguments given on the command line itself (not by a variable or a
 /// default): a few rules depend on it.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +114,7 @@ impl Given {
 /// Everything one run will do.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    pub action: Action,
     pub inputs: Inputs,
     /// Today in `TZ`: what a name's `MM-DD` is dated against.
     pub today: NaiveDate,
@@ -147,8 +164,10 @@ impl Plan {
         if let Some(url) = &args.database_url {
             db::apply_url(&mut db, url)?;
         }
+        let (action, inputs) = action(args, given, today)?;
         Ok(Plan {
-            inputs: inputs(args, given, today)?,
+            action,
+            inputs,
             today,
             file_type: args.file_type,
             allow_missing: args.allow_missing,
@@ -191,9 +210,31 @@ impl Plan {
     }
 }
 
+/// The action, and the inputs it reads. `--status` reads no files; `--check` looks at the
+/// source a load would read, and reports a source the environment misconfigures as a check.
+fn action(args: &Args, given: &Given, today: NaiveDate) -> Result<(Action, Inputs), Error> {
+    if args.status {
+        let today = args.date.unwrap_or(today);
+        return Ok((Action::Status { today }, Inputs::Nothing));
+    }
+    if args.check {
+        return match inputs(args, given, today) {
+            Ok(i) => Ok((Action::Check { source_error: None }, i)),
+            Err(Error::Config(m)) => Ok((
+                Action::Check {
+                    source_error: Some(m),
+                },
+                Inputs::Nothing,
+            )),
+            Err(e) => Err(e),
+        };
+    }
+    Ok((Action::Load, inputs(args, given, today)?))
+}
+
 /// Which input kind: one given on the command line (clap's `input` group allows at most
 /// one), else the date's files where the environment says (`CUSIP_FILE_SOURCE`), else
-/// nothing, which only `--init-schema` may ask for.
+/// nothing, which only `--init-schema` and `--check` may ask for.
 fn inputs(args: &Args, given: &Given, today: NaiveDate) -> Result<Inputs, Error> {
     let date = args.from_date.or(args.date).unwrap_or(today);
     let through = match args.from_date {
@@ -287,7 +328,7 @@ fn inputs(args: &Args, given: &Given, today: NaiveDate) -> Result<Inputs, Error>
         ))),
         (None, Some(bucket), None) => Ok(s3(bucket)),
         (None, None, Some(dir)) => Ok(local(dir)),
-        (None, None, None) if args.init_schema => Ok(Inputs::Nothing),
+        (None, None, None) if args.init_schema || args.check => Ok(Inputs::Nothing),
         (None, None, None) => Err(Error::Usage(
             "nothing to do: give PIP files, --s3-key, --s3-bucket or --dir (with --date, or \
              --from-date), set CUSIP_S3_BUCKET or CUSIP_FILE_DIR, or run --init-schema"
@@ -436,6 +477,77 @@ mod tests {
         assert_eq!(e.exit().code(), 78, "{e}");
         let e = plan(&[], &[("CUSIP_FILE_SOURCE", "ftp")]).unwrap_err();
         assert_eq!(e.exit().code(), 78, "{e}");
+    }
+
+    #[test]
+    fn status_and_check_are_modes_that_load_nothing() {
+        let p = plan(&["--status"], &[("CUSIP_FILE_SOURCE", "ftp")]).unwrap();
+        assert_eq!(p.action, Action::Status { today: today() });
+        assert_eq!(p.inputs, Inputs::Nothing);
+        // --date moves the end of the business days looked at.
+        let p = plan(&["--status", "--date", "2024-01-12"], &[]).unwrap();
+        assert_eq!(
+            p.action,
+            Action::Status {
+                today: NaiveDate::from_ymd_opt(2024, 1, 12).unwrap()
+            }
+        );
+        // --check with no source configured checks the database alone.
+        let p = plan(&["--check"], &[]).unwrap();
+        assert_eq!(p.action, Action::Check { source_error: None });
+        assert_eq!(p.inputs, Inputs::Nothing);
+        // The source a load would read, from the environment or the command line.
+        let p = plan(
+            &["--check"],
+            &[("CUSIP_FILE_SOURCE", "s3"), ("CUSIP_S3_BUCKET", "b")],
+        )
+        .unwrap();
+        assert_eq!(
+            p.inputs,
+            Inputs::S3Date {
+                bucket: "b".into(),
+                prefix: "pif/".into(),
+                date: today()
+            }
+        );
+        assert!(matches!(
+            inputs(&["--check", "--s3-bucket", "b"], &[]).unwrap(),
+            Inputs::S3Date { .. }
+        ));
+        assert!(matches!(
+            inputs(&["--check", "--dir", "/d"], &[]).unwrap(),
+            Inputs::DirDate { .. }
+        ));
+        // A source the environment misconfigures is a failed check, not the end of the run.
+        let p = plan(&["--check"], &[("CUSIP_FILE_SOURCE", "s3")]).unwrap();
+        assert!(
+            matches!(&p.action, Action::Check { source_error: Some(m) } if m.contains("CUSIP_S3_BUCKET")),
+            "{:?}",
+            p.action
+        );
+        assert_eq!(p.inputs, Inputs::Nothing);
+        // A load is still a load.
+        assert_eq!(plan(&["f.PIP"], &[]).unwrap().action, Action::Load);
+    }
+
+    #[test]
+    fn status_and_check_refuse_what_would_load_or_change_something() {
+        for argv in [
+            &["--status", "f.PIP"][..],
+            &["--check", "f.PIP"],
+            &["--status", "--init-schema"],
+            &["--check", "--init-schema"],
+            &["--status", "--validate-only"],
+            &["--check", "--validate-only"],
+            &["--status", "--check"],
+        ] {
+            let e = plan(argv, &[]).unwrap_err();
+            assert_eq!(e.exit().code(), 64, "{argv:?}: {e}");
+            assert!(
+                e.to_string().contains("cannot be used with"),
+                "{argv:?}: {e}"
+            );
+        }
     }
 
     #[test]

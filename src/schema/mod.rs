@@ -16,7 +16,8 @@ use tokio_postgres::Client;
 use crate::db;
 use crate::error::{Error, Exit};
 
-pub use plan::Options;
+pub use plan::{Options, JOURNAL_COLUMNS};
+pub use script::Object;
 
 pub const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
@@ -75,6 +76,15 @@ pub async fn require(client: &Client) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// What `schema.sql` creates, statement by statement: `--check` looks for each of these
+/// objects without changing anything.
+pub fn objects() -> Result<Vec<Object>, Error> {
+    Ok(script::statements(SCHEMA_SQL)?
+        .into_iter()
+        .map(|s| s.object)
+        .collect())
 }
 
 /// Applies the schema in one transaction; idempotent. The lock keeps two loaders started
