@@ -507,7 +507,8 @@ mod tests {
             Inputs::S3Date {
                 bucket: "b".into(),
                 prefix: "pif/".into(),
-                date: today()
+                date: today(),
+                through: None
             }
         );
         assert!(matches!(

@@ -149,7 +149,7 @@ fn nothing_listening_is_69_and_the_database_checks_are_not_run() {
         "skip rights    not run: no database connection"
     );
     assert!(
-        err.contains("error: --check: database: cannot connect"),
+        err.contains("ERROR --check: database: cannot connect"),
         "{err}"
     );
     let mut c = check(&db);
@@ -357,7 +357,7 @@ fn an_s3_source_must_be_listable() {
     assert!(line(&out, "rights").starts_with("ok "), "{out}");
     assert!(
         line(&out, "source")
-            .starts_with("FAIL source    CUSIP_FILE_SOURCE=s3 but CUSIP_S3_BUCKET is not set"),
+            .starts_with("FAIL source    CUSIP_FILE_SOURCE=s3 but no bucket is set"),
         "{out}"
     );
 }
