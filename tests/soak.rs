@@ -700,9 +700,35 @@ fn thirty_business_days_under_a_scheduler_with_faults_end_equal_to_the_oracle() 
         .flat_map(|d| ["issue", "issue_attr", "issuer"].map(|t| format!("{d}|{t}|1\n")))
         .collect();
     assert_eq!(per_day, expected, "{}", soak.context());
-    // Issue 20 also asks that `--status` show no gaps here: it is being added with
-    // src/status.rs; once it is, run it (`--output json`) and assert that no business day
-    // of the run is listed without a successful load.
+    // And `--status`, read as an operator would, shows no gap in the last ten business days
+    // and each table's newest load as the last day's file.
+    let last = *days.last().expect("at least one day");
+    let out = soak
+        .db
+        .loader()
+        .args(["--status", "--output", "json", "--date", &last.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = summary(&String::from_utf8_lossy(&out.stdout));
+    for t in status["tables"].as_array().unwrap() {
+        assert_eq!(
+            t["days_without_load"].as_array().map(Vec::len),
+            Some(0),
+            "{}--status shows gaps: {status}",
+            soak.context()
+        );
+        assert_eq!(
+            t["last_loaded"]["business_date"],
+            last.to_string(),
+            "{status}"
+        );
+    }
     let journal = soak
         .db
         .sql("SELECT status || ' ' || count(*) FROM load_journal GROUP BY status ORDER BY status");

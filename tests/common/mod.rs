@@ -317,7 +317,10 @@ pub fn generator() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_cusip-loader"));
     let dir = exe.parent().unwrap();
     let gen = dir.join("examples").join("generate");
-    if !gen.exists() {
+    // Built once per test binary, always: cargo makes it a no-op when it is current, and a
+    // stale generator (one without a newer option) must never be run.
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
         let release = dir.file_name().is_some_and(|n| n == "release");
         let mut c = Command::new(env!("CARGO"));
         c.args(["build", "--quiet", "--example", "generate"])
@@ -329,7 +332,7 @@ pub fn generator() -> PathBuf {
             c.status().unwrap().success(),
             "building the generator failed"
         );
-    }
+    });
     gen
 }
 
