@@ -389,7 +389,7 @@ mod tests {
     }
 
     /// The long help's block for `flag`: its line and the indented lines under it.
-    fn block<'a>(help: &'a str, flag: &str) -> Option<String> {
+    fn block(help: &str, flag: &str) -> Option<String> {
         let lines: Vec<&str> = help.lines().collect();
         let at = lines.iter().position(|l| {
             let t = l.trim_start();
