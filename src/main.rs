@@ -165,13 +165,45 @@ fn finish(output: OutputFormat, mut summary: Summary) -> ! {
 }
 
 fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(io::stderr().is_terminal())
         .with_writer(|| progress::LogWriter);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.with_target(false).init(),
-    }
+    let layer = match format {
+        LogFormat::Json => layer.json().flatten_event(true).boxed(),
+        LogFormat::Text => layer.with_target(false).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter).with_filter(quiet_sdk()))
+        .init();
+}
+
+/// The AWS SDK and the HTTP and TLS stacks under it speak only at WARN and above, whatever
+/// RUST_LOG says (their INFO and DEBUG lines name credential providers with key ids and dump
+/// responses); the crates that handle credentials only at ERROR. The loader says in its own
+/// words which credential source it used.
+fn quiet_sdk() -> tracing_subscriber::filter::FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    tracing_subscriber::filter::filter_fn(|m| {
+        let t = m.target();
+        let level = *m.level();
+        if t.starts_with("aws_config")
+            || t.starts_with("aws_credential_types")
+            || t.starts_with("aws_sdk_sso")
+            || t.starts_with("aws_sdk_sts")
+        {
+            level <= tracing::Level::ERROR
+        } else if t.starts_with("aws_")
+            || t.starts_with("hyper")
+            || t.starts_with("h2")
+            || t.starts_with("rustls")
+            || t.starts_with("tower")
+        {
+            level <= tracing::Level::WARN
+        } else {
+            true
+        }
+    })
 }

@@ -156,9 +156,9 @@ where
                 let text = chain(e);
                 if text.to_ascii_lowercase().contains("credential") || text.to_ascii_lowercase().contains("token") {
                     Error::Denied(format!(
-                            "{doing} {what}: no usable AWS credentials ({text}); set AWS_PROFILE (then \
-                             `aws sso login --profile {profile}`), environment keys, or run with a task role"
-                        ))
+                        "{doing} {what}: no usable AWS credentials ({text}); {}",
+                        crate::aws::credential_hint(&|k| std::env::var(k).ok())
+                    ))
                 } else {
                     Error::Transient(format!("{doing} {what}: S3 endpoint unreachable: {text}"))
                 }

@@ -484,3 +484,68 @@ fn the_same_file_from_s3_and_from_a_directory_is_one_file() {
     );
     assert_eq!(db.snapshot(), before);
 }
+
+#[test]
+fn aws_logs_name_the_credential_source_and_never_credential_material() {
+    let db = Db::new("awslogs");
+    let b = bucket_with("awslogs", "pif/", &day("01-15")[..1], |n| n.to_string());
+    // A profile with static keys, as a laptop's ~/.aws would hold.
+    let aws = tempfile::tempdir().unwrap();
+    let creds = aws.path().join("credentials");
+    std::fs::write(
+        &creds,
+        "[cusip-dev]\naws_access_key_id = AKIAPROFILEKEYID1234\naws_secret_access_key = profilesecretvalue\n\
+         aws_session_token = profilesessiontoken\n",
+    )
+    .unwrap();
+    for level in ["info", "debug", "trace"] {
+        let mut c = loader(&db, &s3().endpoint);
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+            .env("AWS_PROFILE", "cusip-dev")
+            .env("RUST_LOG", level)
+            .args([
+                "--s3-bucket",
+                &b,
+                "--s3-key",
+                "pif/CED01-15R.PIP",
+                "--force",
+            ]);
+        let (code, out, err) = run(&mut c);
+        assert_eq!(code, 0, "{level}: {out}{err}");
+        for secret in [
+            "AKIAPROFILEKEYID1234",
+            "profilesecretvalue",
+            "profilesessiontoken",
+        ] {
+            assert!(
+                !err.contains(secret) && !out.contains(secret),
+                "{level}: {secret} logged:\n{err}"
+            );
+        }
+        assert!(
+            err.contains("AWS credentials: profile cusip-dev"),
+            "{level}: {err}"
+        );
+        // One event, one line.
+        assert!(err.lines().all(|l| l.starts_with("20")), "{level}: {err}");
+    }
+    // No credentials at all: exit 77, one line each, and the hint does not ask for the
+    // profile that is already set.
+    let mut c = loader(&db, &s3().endpoint);
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_PROFILE", "nosuchprofile")
+        .args([
+            "--s3-bucket",
+            &b,
+            "--s3-key",
+            "pif/CED01-15R.PIP",
+            "--force",
+        ]);
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 77, "{out}{err}");
+    assert!(err.lines().all(|l| l.starts_with("20")), "{err}");
+    assert!(!err.contains("set AWS_PROFILE"), "{err}");
+}
