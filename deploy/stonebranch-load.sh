@@ -4,7 +4,7 @@
 #   stonebranch-load.sh [YYYY-MM-DD] [LOADER FLAGS...]
 #
 #   YYYY-MM-DD  the date to load; default: today in $TZ (set TZ, e.g. America/New_York)
-#   LOADER FLAGS passed through unchanged after `--date D --output json`, e.g. --validate-only,
+#   LOADER FLAGS passed through unchanged after `--date D` (with CUSIP_OUTPUT=json), e.g. --validate-only,
 #               --force, --allow-missing, --dir DIR, --s3-bucket B
 #
 # Environment:
@@ -95,7 +95,7 @@ trap 'rm -f -- "$tmp"' EXIT
 say "loading $load_date with $loader (TZ=${TZ:-unset})"
 # In the background so that this shell can pass SIGTERM / SIGINT on (a foreground child would
 # only be signalled if the whole process group is).
-"$loader" --date "$load_date" --output json "$@" >"$tmp" &
+CUSIP_OUTPUT=json "$loader" --date "$load_date" "$@" >"$tmp" &
 child=$!
 trap 'kill -TERM "$child" 2>/dev/null' TERM
 trap 'kill -INT "$child" 2>/dev/null' INT

@@ -238,6 +238,8 @@ fn task_definition_is_a_batch_job_with_verified_tls() {
     let value = |name: &str| env.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
     assert_eq!(value("CUSIP_DB_SSLMODE"), Some("verify-full"));
     assert_eq!(value("CUSIP_LOG_FORMAT"), Some("json"));
+    // The README promises the JSON summary in the log stream: the task asks for it.
+    assert_eq!(value("CUSIP_OUTPUT"), Some("json"));
     assert!(value("TZ").is_some(), "--date defaults to today in TZ");
     assert!(
         value("CUSIP_DB_PASSWORD").is_none(),
@@ -392,4 +394,21 @@ fn dist_binary_runs() {
         .output()
         .unwrap();
     assert_eq!(run.status.code(), Some(0), "{}", describe(&run));
+}
+
+#[test]
+fn stonebranch_keeps_the_json_summary_of_a_usage_error() {
+    let sums = scratch("usage-sums");
+    let out = stonebranch(&["2024-01-15", "--bogus"], Some(&sums));
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(summary["exit_code"], 64);
+    assert!(
+        summary["error"].as_str().unwrap().contains("--bogus"),
+        "{summary}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("printed no summary"), "{stderr}");
+    assert_eq!(summary_files(&sums).len(), 1);
 }
