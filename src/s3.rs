@@ -143,6 +143,31 @@ fn status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<
     e.raw_response().map(|r| r.status().as_u16())
 }
 
+/// What to do about expired credentials: the same words wherever the loader meets them.
+fn relogin(profile: &str) -> String {
+    format!("with an SSO profile run `aws sso login --profile {profile}`")
+}
+
+/// The answer refuses the credentials: a 403, or an error code that says they are expired
+/// or not valid.
+fn refused<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    status(e) == Some(403)
+        || matches!(
+            e.code(),
+            Some(
+                "ExpiredToken"
+                    | "ExpiredTokenException"
+                    | "TokenRefreshRequired"
+                    | "AccessDenied"
+                    | "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+            )
+        )
+}
+
 /// One actionable line, and an exit code, for an S3 failure.
 pub fn failure<E>(
     e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -164,8 +189,8 @@ where
         ("NoSuchBucket", _) => Error::NoInput(format!("S3 bucket {bucket} does not exist")),
         ("NoSuchKey", _) | (_, Some(404)) => Error::NoInput(format!("{what}: no such key")),
         ("ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired", _) => Error::Denied(format!(
-                "{doing} {what}: the AWS credentials have expired ({code}); with an SSO profile run \
-                 `aws sso login --profile {profile}`"
+                "{doing} {what}: the AWS credentials have expired ({code}); {}",
+                relogin(&profile)
             )),
         ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled", _) | (_, Some(403)) => Error::Denied(format!(
                 "{doing} {what}: access denied ({}). The loader needs s3:ListBucket on arn:aws:s3:::{bucket}, \
@@ -413,6 +438,24 @@ impl Object {
                             describe(&e)
                         ),
                         Exit::TempFail,
+                    ));
+                }
+                // The first request was let in, so a refusal now means the credentials
+                // expired (or were revoked) during the download: retrying with them cannot
+                // help. 77, as for expired credentials at the start.
+                Err(e) if (tries > 0 || start > 0) && refused(&e) => {
+                    let profile =
+                        std::env::var("AWS_PROFILE").unwrap_or_else(|_| "<profile>".into());
+                    return Err(io_failure(
+                        format!(
+                            "resuming {what} at byte {offset} of {}: access denied ({}) after the \
+                             download had begun: the AWS credentials have most likely expired; {}, \
+                             then rerun (nothing was loaded)",
+                            self.size,
+                            describe(&e),
+                            relogin(&profile)
+                        ),
+                        Exit::NoPerm,
                     ));
                 }
                 Err(e) if offset == start && tries == 0 => {
