@@ -108,17 +108,24 @@ fn place(cfg: &DbConfig) -> String {
 }
 
 /// The kernel gave the connection up (`TCP_USER_TIMEOUT` or keepalive): why, in words. Its
-/// error is ETIMEDOUT, or the last error the path returned (a host or network unreachable;
-/// EINVAL for a blackhole route). A reset or a close is an answer, not silence: `None`.
+/// error is ETIMEDOUT, or the last error the path returned while the kernel retransmitted
+/// (a host or network unreachable; EINVAL for a blackhole route). Anything else (a reset, a
+/// close, a TLS error) is an answer, not silence: `None`, and the message stays "lost".
 fn by_tcp(cfg: &DbConfig, e: &tokio_postgres::Error) -> Option<String> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof | NotConnected
-            ) {
+            let silent = matches!(
+                io.raw_os_error(),
+                Some(
+                    libc::ETIMEDOUT
+                        | libc::EHOSTUNREACH
+                        | libc::ENETUNREACH
+                        | libc::ENETDOWN
+                        | libc::EINVAL
+                )
+            );
+            if !silent {
                 return None;
             }
             return Some(format!(
