@@ -280,7 +280,8 @@ pub struct Transfer {
     pub part_size: u64,
     /// Ranged GETs in flight; 1 means one stream for the whole object.
     pub concurrency: usize,
-    /// `--net-timeout`: it bounds a resume's wait for an answer (zero: no bound).
+    /// `--net-timeout`: it bounds how long a request of a download under way may wait for
+    /// its answer (zero: no bound).
     pub net_timeout: Duration,
 }
 
@@ -446,9 +447,10 @@ impl Object {
                 Err(e) if (tries > 0 || start > 0) && refused(&e) => {
                     let profile =
                         std::env::var("AWS_PROFILE").unwrap_or_else(|_| "<profile>".into());
+                    let doing = if tries > 0 { "resuming" } else { "continuing" };
                     return Err(io_failure(
                         format!(
-                            "resuming {what} at byte {offset} of {}: access denied ({}) after the \
+                            "{doing} {what} at byte {offset} of {}: access denied ({}) after the \
                              download had begun: the AWS credentials have most likely expired; {}, \
                              then rerun (nothing was loaded)",
                             self.size,
@@ -499,9 +501,7 @@ impl Object {
             tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
         }
     }
-}
 
-impl Object {
     /// How long a request of a download already under way may wait for its answer, SDK
     /// retries included: a resume a quarter of `--net-timeout` (at least a second), a further
     /// part `--net-timeout`. With the SDK cutting a stalled body after `--net-timeout`, a dead
