@@ -6,7 +6,8 @@
 #   make test    cargo test (the integration tests start their own throwaway clusters), then
 #                the fault-injection scorecard
 #   make test-faults   only the fault-injection suites (kills, server stops, disk full, S3 errors,
-#                refusals, races, input edges, the soak of business days), and the scorecard
+#                dead network paths, refusals, races, input edges, the soak of business days),
+#                and the scorecard
 #   make lint    rustfmt check + clippy, warnings are errors
 #   make demo    load the sample files into a throwaway cluster and show the result
 #   make fuzz    cargo-fuzz the record parser and value converters, FUZZ_SECONDS per target
@@ -107,10 +108,10 @@ test: setup ## cargo test (honours PG_BIN), then the fault-injection scorecard
 	$(CARGO) test
 	python3 .ci/scorecard target/tmp/scorecard
 
-test-faults: setup ## Fault injection (kills, server stops, disk full, S3 errors, refusals, races, inputs, soak), with the scorecard
+test-faults: setup ## Fault injection (kills, server stops, disk full, S3 errors, dead paths, refusals, races, inputs, soak), with the scorecard
 	@rm -rf target/tmp/scorecard
-	$(CARGO) test --test faults --test server_faults --test s3_faults --test refusals --test inputs \
-	  --test soak
+	$(CARGO) test --test faults --test server_faults --test s3_faults --test net --test refusals \
+	  --test inputs --test soak
 	python3 .ci/scorecard target/tmp/scorecard
 
 lint: ## cargo fmt --check and clippy -D warnings

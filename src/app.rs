@@ -344,7 +344,7 @@ async fn interrupted(cfg: &DbConfig, client: Option<&Client>, reports: &mut [Fil
         let started = r.started_at.unwrap_or_else(chrono::Utc::now);
         let _ = tokio::time::timeout(
             Duration::from_secs(3),
-            load::journal_interrupted(client, r, started),
+            load::journal_interrupted(client, Some(cfg), r, started),
         )
         .await;
     }

@@ -337,6 +337,19 @@ pub struct Args {
     )]
     pub connect_timeout: u64,
 
+    /// Seconds a database or S3 connection may go without progress before it is given up as
+    /// dead (exit 75, nothing committed): TCP keepalive and user timeout, the server's own
+    /// keepalive, S3 read and stall timeouts, and a liveness check while a statement runs.
+    #[arg(
+        long,
+        env = "CUSIP_NET_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        help_heading = "Database"
+    )]
+    pub net_timeout: u64,
+
     /// Summary format on stdout: with json, every outcome (usage errors included) is one JSON
     /// document there.
     #[arg(

@@ -286,8 +286,9 @@ pub async fn open(
             "unexpected snapshot name {snapshot:?}"
         )));
     }
-    // A second connection the server refuses (max_connections, say) only costs speed.
-    let reader = match db::connect(cfg).await {
+    // A second connection the server refuses (max_connections, say) only costs speed; it is
+    // tried once, briefly, as the load's transaction waits idle meanwhile.
+    let reader = match db::connect_second(cfg).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(

@@ -160,6 +160,7 @@ impl Plan {
             connect_retry: Duration::from_secs(args.connect_retry),
             lock_timeout: Duration::from_secs(args.lock_timeout),
             statement_timeout: Duration::from_secs(args.statement_timeout),
+            net_timeout: Duration::from_secs(args.net_timeout),
         };
         if let Some(url) = &args.database_url {
             db::apply_url(&mut db, url)?;
@@ -194,6 +195,7 @@ impl Plan {
                 region: args.s3_region.clone(),
                 endpoint_url: args.s3_endpoint_url.clone(),
                 force_path_style: args.s3_force_path_style,
+                net_timeout: Duration::from_secs(args.net_timeout),
             },
             s3_origin: format!(
                 "bucket from {}, prefix {} from {}",
@@ -205,6 +207,7 @@ impl Plan {
                 max_resumes: args.s3_max_resumes,
                 part_size: args.s3_part_size.max(1024),
                 concurrency: args.s3_concurrency.max(1),
+                net_timeout: Duration::from_secs(args.net_timeout),
             },
         })
     }
@@ -709,5 +712,23 @@ mod tests {
             inputs(&["a/CED01-15R.PIP"], &[("CUSIP_S3_BUCKET", "b")]).unwrap(),
             Inputs::Files(_)
         ));
+    }
+
+    fn net_timeout_reaches_the_database_and_s3_alike() {
+        let p = plan(&["f.PIP", "--net-timeout", "7"], &[]).unwrap();
+        let t = Duration::from_secs(7);
+        assert_eq!(
+            (p.db.net_timeout, p.s3.net_timeout, p.transfer.net_timeout),
+            (t, t, t)
+        );
+        let p = plan(&["f.PIP"], &[]).unwrap();
+        assert_eq!(p.db.net_timeout, Duration::from_secs(60));
+        assert_eq!(
+            plan(&["f.PIP", "--net-timeout", "0"], &[])
+                .unwrap_err()
+                .exit()
+                .code(),
+            64
+        );
     }
 }

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::StalledStreamProtectionConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::ChecksumMode;
 use aws_sdk_s3::Client;
@@ -24,10 +26,22 @@ pub struct S3Options {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub force_path_style: bool,
+    /// `--net-timeout` (zero: the SDK's own defaults).
+    pub net_timeout: Duration,
 }
+
+/// How long the SDK measures a body's throughput before its grace period starts: a stalled
+/// body is noticed after this window plus the grace period.
+const STALL_WINDOW: Duration = Duration::from_secs(1);
 
 /// Builds a client from the standard chain (env keys, `AWS_PROFILE` incl. SSO, ECS task
 /// role, instance metadata); the SDK itself honours `AWS_ENDPOINT_URL(_S3)`.
+///
+/// `--net-timeout` T bounds each connection's silence with what the SDK offers: a response
+/// must begin within T of its request (read timeout), a connection must open within T (or
+/// the SDK's shorter default), and a body that stops delivering is cut after T (stalled
+/// stream protection: the grace period is T less the window the SDK measures over). A cut
+/// body is then resumed ([`Object::fetch`]), within a bound of its own.
 pub async fn client(opts: &S3Options) -> Client {
     let shared = crate::aws::config(opts.region.clone()).await;
     let mut b = aws_sdk_s3::config::Builder::from(&shared);
@@ -36,6 +50,25 @@ pub async fn client(opts: &S3Options) -> Client {
     }
     if opts.force_path_style {
         b = b.force_path_style(true);
+    }
+    let t = opts.net_timeout;
+    if !t.is_zero() {
+        let connect = shared
+            .timeout_config()
+            .and_then(|c| c.connect_timeout())
+            .map_or(t, |c| c.min(t));
+        b = b
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .read_timeout(t)
+                    .connect_timeout(connect)
+                    .build(),
+            )
+            .stalled_stream_protection(
+                StalledStreamProtectionConfig::enabled()
+                    .grace_period(t.saturating_sub(STALL_WINDOW).max(STALL_WINDOW))
+                    .build(),
+            );
     }
     Client::from_conf(b.build())
 }
@@ -110,6 +143,31 @@ fn status<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> Option<
     e.raw_response().map(|r| r.status().as_u16())
 }
 
+/// What to do about expired credentials: the same words wherever the loader meets them.
+fn relogin(profile: &str) -> String {
+    format!("with an SSO profile run `aws sso login --profile {profile}`")
+}
+
+/// The answer refuses the credentials: a 403, or an error code that says they are expired
+/// or not valid.
+fn refused<E>(e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    status(e) == Some(403)
+        || matches!(
+            e.code(),
+            Some(
+                "ExpiredToken"
+                    | "ExpiredTokenException"
+                    | "TokenRefreshRequired"
+                    | "AccessDenied"
+                    | "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+            )
+        )
+}
+
 /// One actionable line, and an exit code, for an S3 failure.
 pub fn failure<E>(
     e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -131,8 +189,8 @@ where
         ("NoSuchBucket", _) => Error::NoInput(format!("S3 bucket {bucket} does not exist")),
         ("NoSuchKey", _) | (_, Some(404)) => Error::NoInput(format!("{what}: no such key")),
         ("ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired", _) => Error::Denied(format!(
-                "{doing} {what}: the AWS credentials have expired ({code}); with an SSO profile run \
-                 `aws sso login --profile {profile}`"
+                "{doing} {what}: the AWS credentials have expired ({code}); {}",
+                relogin(&profile)
             )),
         ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AllAccessDisabled", _) | (_, Some(403)) => Error::Denied(format!(
                 "{doing} {what}: access denied ({}). The loader needs s3:ListBucket on arn:aws:s3:::{bucket}, \
@@ -222,6 +280,9 @@ pub struct Transfer {
     pub part_size: u64,
     /// Ranged GETs in flight; 1 means one stream for the whole object.
     pub concurrency: usize,
+    /// `--net-timeout`: it bounds how long a request of a download under way may wait for
+    /// its answer (zero: no bound).
+    pub net_timeout: Duration,
 }
 
 /// Starts streaming `bucket/key` and returns a blocking reader over it. `resumes` counts
@@ -243,6 +304,7 @@ pub fn open(
         etag,
         size,
         max_resumes: transfer.max_resumes,
+        net_timeout: transfer.net_timeout,
         resumes,
     };
     tokio::spawn(async move {
@@ -268,6 +330,7 @@ struct Object {
     etag: String,
     size: u64,
     max_resumes: u32,
+    net_timeout: Duration,
     resumes: Arc<AtomicU32>,
 }
 
@@ -289,6 +352,8 @@ impl Object {
         let what = uri(&self.bucket, &self.key);
         let mut offset = start;
         let mut tries = 0u32;
+        // Why the download last broke, for the message if a resume then hears nothing.
+        let mut last_break = String::new();
         loop {
             let mut req = self
                 .client
@@ -302,7 +367,33 @@ impl Object {
             } else {
                 req = req.range(format!("bytes={offset}-{}", end - 1));
             }
-            let broke = match req.send().await {
+            let sent = match self.answer_within(start, tries) {
+                // Once the download has begun, every request must be answered within its
+                // bound: the path may have died, and the SDK's read timeout times its
+                // retries would outlast twice --net-timeout. No answer at all: give up, a
+                // further resume would meet the same silence.
+                Some(within) => match tokio::time::timeout(within, req.send()).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let why = match tries {
+                            0 => format!("the request for the part from byte {start}"),
+                            _ => format!("{last_break}; a resume"),
+                        };
+                        return Err(io_failure(
+                            format!(
+                                "{what}: the download stopped answering at byte {offset} of {} \
+                                 ({why} had no answer within {} s); nothing was loaded, and a \
+                                 rerun is safe",
+                                self.size,
+                                within.as_secs_f64()
+                            ),
+                            Exit::TempFail,
+                        ));
+                    }
+                },
+                None => req.send().await,
+            };
+            let broke = match sent {
                 Ok(resp) => {
                     let mut body = resp.body;
                     loop {
@@ -350,6 +441,25 @@ impl Object {
                         Exit::TempFail,
                     ));
                 }
+                // The first request was let in, so a refusal now means the credentials
+                // expired (or were revoked) during the download: retrying with them cannot
+                // help. 77, as for expired credentials at the start.
+                Err(e) if (tries > 0 || start > 0) && refused(&e) => {
+                    let profile =
+                        std::env::var("AWS_PROFILE").unwrap_or_else(|_| "<profile>".into());
+                    let doing = if tries > 0 { "resuming" } else { "continuing" };
+                    return Err(io_failure(
+                        format!(
+                            "{doing} {what} at byte {offset} of {}: access denied ({}) after the \
+                             download had begun: the AWS credentials have most likely expired; {}, \
+                             then rerun (nothing was loaded)",
+                            self.size,
+                            describe(&e),
+                            relogin(&profile)
+                        ),
+                        Exit::NoPerm,
+                    ));
+                }
                 Err(e) if offset == start && tries == 0 => {
                     let err = failure(&e, &self.bucket, Some(&self.key), "reading");
                     return Err(io_failure(err.to_string(), err.exit()));
@@ -361,12 +471,25 @@ impl Object {
             if offset >= end {
                 return Ok(()); // every byte arrived before the connection broke
             }
+            let stall = stalled(&broke);
+            let broke = match stall {
+                true => format!("no data for {} s ({broke})", self.net_timeout.as_secs()),
+                false => broke,
+            };
+            last_break.clone_from(&broke);
             tries += 1;
             if tries > self.max_resumes {
+                let (failed, rerun) = match stall {
+                    true => (
+                        "stopped answering",
+                        "nothing was loaded, and a rerun is safe",
+                    ),
+                    false => ("failed", "nothing was loaded"),
+                };
                 return Err(io_failure(
                     format!(
-                        "{what}: the download failed at byte {offset} after {} resume{}: {broke}; \
-                         nothing was loaded",
+                        "{what}: the download {failed} at byte {offset} after {} resume{}: \
+                         {broke}; {rerun}",
                         self.max_resumes,
                         if self.max_resumes == 1 { "" } else { "s" }
                     ),
@@ -378,6 +501,27 @@ impl Object {
             tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
         }
     }
+
+    /// How long a request of a download already under way may wait for its answer, SDK
+    /// retries included: a resume a quarter of `--net-timeout` (at least a second), a further
+    /// part `--net-timeout`. With the SDK cutting a stalled body after `--net-timeout`, a dead
+    /// path ends the download within about 1.25 times it, and a part asked for just before
+    /// the path died within about once; a live S3 answers in milliseconds. The object's
+    /// first request is left to the SDK (its read timeout is `--net-timeout` too).
+    fn answer_within(&self, start: u64, tries: u32) -> Option<Duration> {
+        let t = self.net_timeout;
+        match (t.is_zero(), tries, start) {
+            (true, _, _) | (false, 0, 0) => None,
+            (false, 0, _) => Some(t),
+            (false, _, _) => Some((t / 4).max(Duration::from_secs(1))),
+        }
+    }
+}
+
+/// The SDK's stalled stream protection cut the body (its message: "minimum throughput was
+/// specified at 1 B/s, but throughput of 0 B/s was observed"): the words for the message.
+fn stalled(broke: &str) -> bool {
+    broke.contains("throughput")
 }
 
 /// Fetches parts concurrently and hands them to the parser in order. At most `concurrency`

@@ -6,7 +6,8 @@
 //! transient server errors and throttling are retried (the SDK's standard retry: 3 attempts
 //! per request; a body that breaks is resumed, `--s3-max-resumes` times); past that budget the
 //! loader exits 75 with one clear line and writes nothing; an object deleted during its load
-//! is refused (75) and nothing is written; a plain rerun then loads.
+//! is refused (75) and nothing is written; a resume refused for its credentials (a 403, an
+//! expired token) is 77 with the expired-credentials hint; a plain rerun then loads.
 //!
 //! The SDK waits up to 1 s then 2 s (random) between attempts and has no knob for it, so
 //! no request here is faulted more than the budget needs.
@@ -382,6 +383,82 @@ fn an_object_deleted_mid_load_is_refused_and_loads_once_uploaded_again() {
     trial("s3fdelretry", Rule::slow_down(Kind::WholeGet, 1), &[]);
     score(
         "S3: an object deleted mid-load is refused (75), nothing written, reload loads",
+        trials,
+        faults,
+        survived,
+        0,
+    );
+}
+
+/// Credentials that expire during a download: the resume is refused (a 403, or an
+/// `ExpiredToken` error). Retrying with the same credentials cannot help, so it is 77 with
+/// the expired-credentials hint, not 75; nothing is written, the attempt is journalled, and
+/// with the credentials good again a plain rerun loads.
+#[test]
+fn a_resume_refused_for_its_credentials_is_77_with_the_hint() {
+    let files = day("01-15");
+    let a_key = key_of(&files[2]);
+    let (mut trials, mut faults, mut survived) = (0u32, 0u32, 0u32);
+    let mut trial = |tag: &str, status: u16, code: &str| {
+        let db = Db::new(tag);
+        assert_eq!(run(db.loader().args(&files[..2])).0, 0);
+        let b = bucket_with(tag, &files[2..]);
+        let before = db.snapshot();
+        let proxy = fault_proxy(
+            s3().port,
+            vec![
+                Rule::cut(Kind::WholeGet, 40_000, 1),
+                Rule::status(
+                    Kind::RangedGet,
+                    status,
+                    common::s3::s3_error_body(code, "The credentials are no longer valid"),
+                    usize::MAX,
+                ),
+            ],
+        );
+        let (exit, out, err) =
+            run(loader(&db, &proxy.endpoint).args(["--s3-bucket", &b, "--s3-key", &a_key]));
+        let uri = format!("s3://{b}/{a_key}");
+        assert_eq!(exit, 77, "{tag}: {out}{err}\n{}", proxy.log());
+        assert_clear_failure(
+            &err,
+            &[
+                &format!("resuming {uri} at byte 40000"),
+                code,
+                "expired",
+                "aws sso login --profile",
+                "nothing was loaded",
+            ],
+        );
+        // Refused once, never tried again: not by the SDK, not by another resume.
+        assert_eq!(
+            proxy.seen(Kind::RangedGet, None),
+            1,
+            "{tag}:\n{}",
+            proxy.log()
+        );
+        assert_eq!(proxy.hits(), 2, "{tag}:\n{}", proxy.log());
+        assert!(db.snapshot() == before, "{tag}: the database changed");
+        let journal = db.sql(
+            "SELECT status || ' ' || coalesce(error, '') FROM load_journal \
+             WHERE file_name = 'CED01-15A.PIP' ORDER BY id",
+        );
+        assert!(
+            journal.trim().starts_with("failed") && journal.contains("expired"),
+            "{tag}: {journal}"
+        );
+        let (exit, _, err) =
+            run(loader(&db, &s3().endpoint).args(["--s3-bucket", &b, "--s3-key", &a_key]));
+        assert_eq!(exit, 0, "{tag}: {err}");
+        assert_table_matches(&db, "issue_attribute", &files[2..]);
+        trials += 1;
+        faults += proxy.hits() as u32;
+        survived += proxy.hits() as u32;
+    };
+    trial("s3f403resume", 403, "AccessDenied");
+    trial("s3fexpiredresume", 400, "ExpiredToken");
+    score(
+        "S3: a resume refused for its credentials is 77, nothing written",
         trials,
         faults,
         survived,

@@ -29,6 +29,10 @@ pub struct DbConfig {
     pub lock_timeout: Duration,
     /// Session `statement_timeout` (zero: none).
     pub statement_timeout: Duration,
+    /// `--net-timeout`: how long a connection may go without progress before it is given up
+    /// as dead (TCP keepalive and user timeout, the server's own keepalive, and the
+    /// watchdog of [`super::watch`]).
+    pub net_timeout: Duration,
 }
 
 impl fmt::Debug for DbConfig {
@@ -64,13 +68,16 @@ impl DbConfig {
         format!("{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
     }
 
-    pub(super) fn pg_config(&self) -> tokio_postgres::Config {
+    /// The connection settings, under `application_name` (the loader's own sessions are
+    /// `cusip-loader`; the watchdog's liveness check names itself apart, so that nothing
+    /// counting the loader's sessions counts it).
+    pub(super) fn pg_config(&self, application_name: &str) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
         c.host(&self.host)
             .port(self.port)
             .dbname(&self.dbname)
             .user(&self.user)
-            .application_name("cusip-loader")
+            .application_name(application_name)
             .connect_timeout(self.connect_timeout)
             .options(format!(
                 "{SESSION_SETTINGS} -c lock_timeout={}ms -c statement_timeout={}ms",
@@ -81,6 +88,50 @@ impl DbConfig {
             c.password(p);
         }
         c
+    }
+
+    /// TCP keepalive from `--net-timeout` T: the first probe after T/2 of silence, then one
+    /// every T/6, three of them, so that a path that answers nothing is given up after about
+    /// T (on Linux `TCP_USER_TIMEOUT`, also T, has the last word). Whole seconds, at least 1:
+    /// the kernel counts keepalive in seconds.
+    pub(super) fn keepalive(&self) -> (Duration, Duration, u32) {
+        let t = self.net_timeout.as_secs().max(1);
+        (
+            Duration::from_secs((t / 2).max(1)),
+            Duration::from_secs((t / 6).max(1)),
+            3,
+        )
+    }
+
+    /// The bound on a connection that is only a side errand of a load: the watchdog's
+    /// liveness check, recording a failed attempt when the load's own connection is gone.
+    /// Half of `--net-timeout` (at least a second), never more than `--connect-timeout`, so
+    /// that the errand still ends within twice `--net-timeout` of the path going dead.
+    pub fn brief(&self) -> Duration {
+        (self.net_timeout / 2)
+            .max(Duration::from_secs(1))
+            .min(self.connect_timeout.max(Duration::from_secs(1)))
+    }
+
+    /// The statement that starts every session of the loader: its backend's pid (what the
+    /// watchdog looks for in `pg_stat_activity`), and the server's side of the same bound
+    /// where the server has the setting (`tcp_user_timeout` from PostgreSQL 12,
+    /// `client_connection_check_interval` from 14): the server then notices a dead client
+    /// and rolls its transaction back instead of holding the load's locks. All of them may
+    /// be set by any user.
+    pub(super) fn session_sql(&self) -> String {
+        let (idle, interval, count) = self.keepalive();
+        let t = self.net_timeout.as_millis().max(1000);
+        format!(
+            "SELECT pg_backend_pid(), count(set_config(v.name, v.setting, false)) FROM (VALUES \
+             ('tcp_keepalives_idle', '{}'), ('tcp_keepalives_interval', '{}'), \
+             ('tcp_keepalives_count', '{count}'), ('tcp_user_timeout', '{t}'), \
+             ('client_connection_check_interval', '{}')) AS v(name, setting) \
+             WHERE v.name IN (SELECT name FROM pg_settings)",
+            idle.as_secs(),
+            interval.as_secs(),
+            (t / 2).max(1000)
+        )
     }
 }
 
@@ -197,6 +248,7 @@ mod tests {
             connect_retry: Duration::ZERO,
             lock_timeout: Duration::ZERO,
             statement_timeout: Duration::ZERO,
+            net_timeout: Duration::from_secs(60),
         }
     }
 
@@ -242,6 +294,37 @@ mod tests {
     }
 
     #[test]
+    fn net_timeout_sets_keepalive_the_errand_bound_and_the_server_side() {
+        let mut c = base();
+        // 60 s: probes from 30 s, every 10 s, three of them: about 60 s.
+        assert_eq!(
+            c.keepalive(),
+            (Duration::from_secs(30), Duration::from_secs(10), 3)
+        );
+        // An errand gets half of it, within --connect-timeout (15 s here).
+        assert_eq!(c.brief(), Duration::from_secs(15));
+        let sql = c.session_sql();
+        for (name, value) in [
+            ("tcp_keepalives_idle", "30"),
+            ("tcp_keepalives_interval", "10"),
+            ("tcp_keepalives_count", "3"),
+            ("tcp_user_timeout", "60000"),
+            ("client_connection_check_interval", "30000"),
+        ] {
+            assert!(sql.contains(&format!("('{name}', '{value}')")), "{sql}");
+        }
+        // The kernel counts keepalive in whole seconds, at least one.
+        c.net_timeout = Duration::from_secs(3);
+        assert_eq!(
+            c.keepalive(),
+            (Duration::from_secs(1), Duration::from_secs(1), 3)
+        );
+        assert_eq!(c.brief(), Duration::from_millis(1500));
+        c.net_timeout = Duration::from_secs(1);
+        assert_eq!(c.brief(), Duration::from_secs(1));
+    }
+
+    #[test]
     fn debug_hides_the_password() {
         let c = DbConfig {
             host: "h".into(),
@@ -255,6 +338,7 @@ mod tests {
             connect_retry: Duration::ZERO,
             lock_timeout: Duration::ZERO,
             statement_timeout: Duration::ZERO,
+            net_timeout: Duration::from_secs(60),
         };
         let shown = format!("{c:?} {}", c.display_target());
         assert!(!shown.contains("s3cret-pw"), "{shown}");

@@ -1,17 +1,82 @@
 //! Opening a connection: TLS with libpq's `sslmode` meanings, retries while the server is
-//! not there yet (a failover), and a message that says what to change when it fails.
+//! not there yet (a failover), the session's first statement (its backend pid, the server's
+//! side of `--net-timeout`), and a message that says what to change when it fails.
+//!
+//! The socket is the loader's own ([`super::socket`]), handed to tokio-postgres's
+//! `connect_raw`, and a load's connection runs under the watchdog ([`super::watch`]).
 
+use std::io;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Client, NoTls, Socket};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{chain, fail, DbConfig};
+use super::socket::{self, Watched};
+use super::{chain, fail, watch, DbConfig};
 use crate::error::{Error, Exit};
 use crate::tls::{self, SslMode};
+
+/// Why an attempt to connect failed.
+pub(super) enum Failure {
+    /// The socket could not be opened (refused, unreachable, no such host).
+    Socket(io::Error),
+    /// TLS or the server said no (through tokio-postgres).
+    Pg(tokio_postgres::Error),
+    /// Nothing came back within the bound (`--connect-timeout`, or an errand's).
+    TimedOut(Duration),
+}
+
+impl Failure {
+    fn code(&self) -> Option<&SqlState> {
+        match self {
+            Failure::Pg(e) => e.code(),
+            _ => None,
+        }
+    }
+
+    /// The server itself answered (with an error): it is up and reachable.
+    pub(super) fn answered(&self) -> bool {
+        self.code().is_some()
+    }
+
+    pub(super) fn text(&self) -> String {
+        match self {
+            Failure::Socket(e) => format!("error connecting to server: {e}"),
+            Failure::Pg(e) => chain(e),
+            Failure::TimedOut(d) => format!(
+                "error connecting to server: no answer within {} s",
+                d.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// What a session is for, which decides its name in `pg_stat_activity`, whether it runs
+/// under the watchdog, and whether it gets the load's session settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A load's connection (and the comparison's second one).
+    Load,
+    /// A short errand of a load, such as recording a failed attempt.
+    Errand,
+    /// The watchdog's liveness check: named apart, so nothing counting the loader's
+    /// sessions counts it.
+    Check,
+}
+
+impl Purpose {
+    fn application_name(self) -> &'static str {
+        match self {
+            Purpose::Load | Purpose::Errand => "cusip-loader",
+            Purpose::Check => "cusip-loader liveness check",
+        }
+    }
+}
 
 fn rustls(cfg: &DbConfig) -> Result<MakeRustlsConnect, Error> {
     Ok(MakeRustlsConnect::new(tls::client_config(
@@ -23,40 +88,79 @@ fn rustls(cfg: &DbConfig) -> Result<MakeRustlsConnect, Error> {
 async fn connect_with<T>(
     cfg: &DbConfig,
     mode: PgSslMode,
-    tls: T,
-) -> Result<Client, tokio_postgres::Error>
+    mut tls: T,
+    purpose: Purpose,
+) -> Result<Client, Failure>
 where
-    T: MakeTlsConnect<Socket> + 'static,
+    T: MakeTlsConnect<Watched>,
     T::Stream: Send + 'static,
+    T::Error: std::fmt::Display,
 {
-    let mut c = cfg.pg_config();
+    let mut c = cfg.pg_config(purpose.application_name());
     c.ssl_mode(mode);
-    let (client, connection) = c.connect(tls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("connection closed: {e}");
-        }
-    });
+    let stream = socket::open(cfg).await.map_err(Failure::Socket)?;
+    let progress = stream.progress();
+    let tls = tls
+        .make_tls_connect(&cfg.host)
+        .map_err(|e| Failure::Socket(io::Error::other(format!("TLS: {e}"))))?;
+    let (client, connection) = c.connect_raw(stream, tls).await.map_err(Failure::Pg)?;
+    if purpose != Purpose::Load {
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection closed: {e}");
+            }
+        });
+        return Ok(client);
+    }
+    let pid = Arc::new(AtomicI32::new(0));
+    watch::spawn(connection, progress, cfg.clone(), pid.clone());
+    pid.store(
+        start_session(cfg, &client).await.map_err(Failure::Pg)?,
+        Ordering::Relaxed,
+    );
     Ok(client)
 }
 
+/// The session's first statement ([`DbConfig::session_sql`]): its backend pid, and the
+/// server-side settings. A server that refuses one of them (`client_connection_check_interval`
+/// on a platform without the check) still gets the pid asked alone.
+async fn start_session(cfg: &DbConfig, client: &Client) -> Result<i32, tokio_postgres::Error> {
+    let pid = |rows: Vec<SimpleQueryMessage>| {
+        rows.iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                _ => None,
+            })
+            .unwrap_or(0)
+    };
+    match client.simple_query(&cfg.session_sql()).await {
+        Ok(rows) => Ok(pid(rows)),
+        Err(e) if e.code().is_some() => {
+            tracing::debug!("the server refused a session setting: {}", chain(&e));
+            Ok(pid(client.simple_query("SELECT pg_backend_pid()").await?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The server turned a plain connection away because its pg_hba.conf wants TLS.
-fn wants_tls(e: &tokio_postgres::Error) -> bool {
+fn wants_tls(e: &Failure) -> bool {
     e.code() == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
-        && chain(e).contains("no encryption")
+        && e.text().contains("no encryption")
 }
 
 /// Worth another try: the server is not there yet (refused, reset, starting up, full), as
 /// during a failover. TLS and authentication failures are not.
-fn transient(e: &tokio_postgres::Error) -> bool {
+fn transient(e: &Failure) -> bool {
     match e.code() {
         Some(c) => *c == SqlState::CANNOT_CONNECT_NOW || *c == SqlState::TOO_MANY_CONNECTIONS,
-        None => !chain(e).contains("TLS"),
+        None => !e.text().contains("TLS"),
     }
 }
 
 /// Opens a connection with `cfg.sslmode`'s meaning, retrying transient failures with
-/// backoff for up to `cfg.connect_retry`.
+/// backoff for up to `cfg.connect_retry`. Each attempt, from the socket to the session's
+/// first statement, is bounded by `--connect-timeout`.
 pub async fn connect(cfg: &DbConfig) -> Result<Client, Error> {
     // Built once: a bad CA bundle is a configuration error, not worth a retry.
     let tls = rustls(cfg)?;
@@ -64,12 +168,12 @@ pub async fn connect(cfg: &DbConfig) -> Result<Client, Error> {
     let mut delay = Duration::from_millis(500);
     let mut attempts = 1;
     loop {
-        match connect_once(cfg, &tls).await {
+        match connect_once(cfg, &tls, Purpose::Load, cfg.connect_timeout).await {
             Err(e) if transient(&e) && start.elapsed() + delay <= cfg.connect_retry => {
                 tracing::warn!(
                     attempt = attempts,
                     "cannot connect yet ({}); retrying in {:.1}s",
-                    chain(&e),
+                    e.text(),
                     delay.as_secs_f64()
                 );
                 tokio::time::sleep(delay).await;
@@ -91,38 +195,88 @@ pub async fn connect(cfg: &DbConfig) -> Result<Client, Error> {
     }
 }
 
+/// A load's second connection (the comparison's): watched like the first, but one attempt
+/// within [`DbConfig::brief`], never the retries of `--connect-retry`, because the load's
+/// transaction sits idle meanwhile, and an idle transaction is what the watchdog reads as a
+/// lost answer. Refused, the comparison happens in the database instead.
+pub async fn connect_second(cfg: &DbConfig) -> Result<Client, Error> {
+    let tls = rustls(cfg)?;
+    connect_once(cfg, &tls, Purpose::Load, cfg.brief())
+        .await
+        .map_err(|e| connect_error(cfg, &e))
+}
+
+/// One attempt, no retry, bounded by [`DbConfig::brief`]: for an errand of a load whose own
+/// connection is gone (recording the failed attempt), which must not outlast the load.
+pub async fn connect_briefly(cfg: &DbConfig) -> Result<Client, Error> {
+    let tls = rustls(cfg)?;
+    connect_once(cfg, &tls, Purpose::Errand, cfg.brief())
+        .await
+        .map_err(|e| connect_error(cfg, &e))
+}
+
+/// The watchdog's fresh connection, bounded by [`DbConfig::brief`].
+pub(super) async fn connect_check(cfg: &DbConfig) -> Result<Client, Failure> {
+    let tls = rustls(cfg).map_err(|e| Failure::Socket(io::Error::other(e.to_string())))?;
+    connect_once(cfg, &tls, Purpose::Check, cfg.brief()).await
+}
+
 async fn connect_once(
     cfg: &DbConfig,
     tls: &MakeRustlsConnect,
-) -> Result<Client, tokio_postgres::Error> {
-    match cfg.sslmode {
-        SslMode::Disable => connect_with(cfg, PgSslMode::Disable, NoTls).await,
-        SslMode::Allow => match connect_with(cfg, PgSslMode::Disable, NoTls).await {
-            Err(e) if wants_tls(&e) => connect_with(cfg, PgSslMode::Require, tls.clone()).await,
-            other => other,
-        },
-        SslMode::Prefer => connect_with(cfg, PgSslMode::Prefer, tls.clone()).await,
-        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-            connect_with(cfg, PgSslMode::Require, tls.clone()).await
+    purpose: Purpose,
+    within: Duration,
+) -> Result<Client, Failure> {
+    let attempt = async {
+        match cfg.sslmode {
+            SslMode::Disable => connect_with(cfg, PgSslMode::Disable, NoTls, purpose).await,
+            SslMode::Allow => match connect_with(cfg, PgSslMode::Disable, NoTls, purpose).await {
+                Err(e) if wants_tls(&e) => {
+                    connect_with(cfg, PgSslMode::Require, tls.clone(), purpose).await
+                }
+                other => other,
+            },
+            SslMode::Prefer => connect_with(cfg, PgSslMode::Prefer, tls.clone(), purpose).await,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                connect_with(cfg, PgSslMode::Require, tls.clone(), purpose).await
+            }
         }
+    };
+    if within.is_zero() {
+        return attempt.await;
     }
+    tokio::time::timeout(within, attempt)
+        .await
+        .unwrap_or(Err(Failure::TimedOut(within)))
 }
 
-/// Asks the server to cancel what `client` is running, over the same kind of connection.
+/// Asks the server to cancel what `client` is running, over a socket of the same kind.
 pub async fn cancel(cfg: &DbConfig, client: &Client) {
     let token = client.cancel_token();
+    let socket = match socket::open(cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("cancel request failed: {e}");
+            return;
+        }
+    };
     let result = match (cfg.sslmode, rustls(cfg)) {
-        (SslMode::Disable, _) | (_, Err(_)) => token.cancel_query(NoTls).await,
-        (_, Ok(tls)) => token.cancel_query(tls).await,
+        (SslMode::Disable, _) | (_, Err(_)) => token.cancel_query_raw(socket, NoTls).await,
+        (_, Ok(mut tls)) => {
+            match MakeTlsConnect::<Watched>::make_tls_connect(&mut tls, &cfg.host) {
+                Ok(t) => token.cancel_query_raw(socket, t).await,
+                Err(never) => match never {},
+            }
+        }
     };
     if let Err(e) = result {
         tracing::debug!("cancel request failed: {e}");
     }
 }
 
-fn connect_error(cfg: &DbConfig, e: &tokio_postgres::Error) -> Error {
+fn connect_error(cfg: &DbConfig, e: &Failure) -> Error {
     let target = cfg.display_target();
-    let text = chain(e);
+    let text = e.text();
     let host = &cfg.host;
     let (exit, hint) = if wants_tls(e) {
         (

@@ -88,9 +88,27 @@ pub fn fail(what: &str, e: &tokio_postgres::Error) -> Error {
              committed: free space on the server, then rerun the load)",
         );
     } else if exit == Exit::TempFail && e.code().is_none() {
-        message.push_str(
-            " (the connection to the database was lost; nothing was committed, rerun the load)",
-        );
+        match super::watch::lost() {
+            // Given up as dead: say so, and where, instead of a bare "connection closed".
+            Some(why) => {
+                message = format!("{what}: {why}; nothing was committed, and a rerun is safe")
+            }
+            None => message.push_str(
+                " (the connection to the database was lost; nothing was committed, rerun the load)",
+            ),
+        }
     }
     Error::with_exit(exit, message)
+}
+
+/// The error means the connection itself is gone (closed, broken, or ended by the server),
+/// as opposed to a statement the server refused on a connection that still works.
+pub fn lost_connection(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_none()
+        || e.code().is_some_and(|c| {
+            matches!(&c.code()[..2], "08")
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+        })
 }

@@ -16,7 +16,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::{Client, GenericClient};
 
-use crate::db;
+use crate::db::{self, DbConfig};
 use crate::error::Error;
 use crate::report::{FileReport, Status};
 
@@ -181,16 +181,80 @@ pub async fn write(
     .map(|_| ())
 }
 
+/// Records a failed attempt: on the load's connection while it works, else on a new one of
+/// `cfg`, bounded by [`DbConfig::brief`] (the load's connection may be gone exactly because
+/// the path to the server is). The error says why it could not be recorded.
+pub async fn failed(
+    client: &Client,
+    cfg: Option<&DbConfig>,
+    report: &FileReport,
+    started: DateTime<Utc>,
+) -> Result<(), String> {
+    if !client.is_closed() {
+        match write(client, &Entry::of(report), started).await {
+            Ok(()) => return Ok(()),
+            Err(e) if !db::lost_connection(&e) => return Err(db::chain(&e)),
+            Err(_) => {}
+        }
+    }
+    elsewhere(cfg, report, started).await
+}
+
+/// Writes the attempt's row on a new connection, within [`DbConfig::brief`].
+async fn elsewhere(
+    cfg: Option<&DbConfig>,
+    report: &FileReport,
+    started: DateTime<Utc>,
+) -> Result<(), String> {
+    let Some(cfg) = cfg else {
+        return Err("the load's connection is gone".into());
+    };
+    let within = cfg.brief();
+    let attempt = async {
+        let c = db::connect_briefly(cfg).await.map_err(|e| e.to_string())?;
+        write(&c, &Entry::of(report), started)
+            .await
+            .map_err(|e| db::chain(&e))
+    };
+    match tokio::time::timeout(within, attempt).await {
+        Ok(Ok(())) => {
+            tracing::info!("recorded the attempt in load_journal on a new connection");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!(
+            "the load's connection is gone, and a new one failed: {e}"
+        )),
+        Err(_) => Err(format!(
+            "the load's connection is gone, and a new one did not answer within {} s",
+            within.as_secs_f64()
+        )),
+    }
+}
+
 /// Records an interrupted attempt, best effort, once the load future has been dropped.
 ///
 /// The cancel request sent just before travels on its own connection and may land on this
 /// INSERT instead of the statement it was meant for; a cancelled write is simply retried.
-pub async fn interrupted(client: &Client, report: &FileReport, started: DateTime<Utc>) {
+/// When the load's connection is gone, it is recorded on a new one of `cfg`, as a failure is.
+pub async fn interrupted(
+    client: &Client,
+    cfg: Option<&DbConfig>,
+    report: &FileReport,
+    started: DateTime<Utc>,
+) {
     for _ in 0..5 {
         match write(client, &Entry::of(report), started).await {
             Ok(()) => return,
             Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) if db::lost_connection(&e) => {
+                if let Err(why) = elsewhere(cfg, report, started).await {
+                    tracing::warn!(
+                        "could not record the interrupted attempt in load_journal: {why}"
+                    );
+                }
+                return;
             }
             Err(e) => {
                 tracing::warn!(

@@ -70,7 +70,8 @@ impl Trace {
 
 /// Loads one file. The report is filled in as far as the load got, whatever the outcome.
 /// With `compare_on`, a table that has rows is read on a second connection of that config
-/// and compared with the file in the loader ([`crate::compare`]).
+/// and compared with the file in the loader ([`crate::compare`]); a failed attempt whose
+/// connection is gone is recorded on a new connection of it ([`journal::failed`]).
 pub async fn load_file(
     client: &mut Client,
     compare_on: Option<&DbConfig>,
@@ -115,13 +116,22 @@ pub async fn load_file(
         }
         Err(e) => {
             report.failed(e);
-            // The failed attempt is journalled in its own transaction; the load's own
-            // transaction has rolled back (dropped). If the connection is gone, say so only.
-            if let Err(je) = journal::write(&*client, &Entry::of(report), started).await {
-                tracing::warn!(
-                    "could not record the failed attempt in load_journal: {}",
-                    db::chain(&je)
-                );
+        }
+    }
+    let mut result = result;
+    if let Err(e) = &mut result {
+        // The failed attempt is journalled in its own transaction (the load's has rolled
+        // back), on a new connection if the load's is gone; if even that fails, the error
+        // says so (a rejection's message is its list of problems: there, the report and
+        // the log do).
+        if let Err(why) = journal::failed(client, compare_on, report, started).await {
+            let note = format!("; the attempt could not be recorded in load_journal: {why}");
+            tracing::warn!("could not record the failed attempt in load_journal: {why}");
+            if let Some(m) = e.message_mut() {
+                m.push_str(&note);
+            }
+            if let Some(r) = &mut report.error {
+                r.push_str(&note);
             }
         }
     }
