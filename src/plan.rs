@@ -714,6 +714,7 @@ mod tests {
         ));
     }
 
+    #[test]
     fn net_timeout_reaches_the_database_and_s3_alike() {
         let p = plan(&["f.PIP", "--net-timeout", "7"], &[]).unwrap();
         let t = Duration::from_secs(7);
