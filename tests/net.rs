@@ -409,17 +409,18 @@ fn wait_sessions_gone(db: &Db, within: Duration) -> bool {
     false
 }
 
-/// The loader's `error:` line (empty if none).
+/// The loader's first ERROR log line, its message only (empty if none).
 fn error_line(err: &str) -> &str {
-    err.lines().find(|l| l.starts_with("error:")).unwrap_or("")
+    err.lines()
+        .find_map(|l| l.split_once(" ERROR ").map(|(_, m)| m))
+        .unwrap_or("")
 }
 
 /// The error line names the place, what was being done, that the connection stopped
 /// answering, that nothing was committed and that a rerun is safe.
 fn assert_stopped_answering(err: &str, place: &str, doing: &str) {
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("error:"))
+    let line = Some(error_line(err))
+        .filter(|l| !l.is_empty())
         .unwrap_or_else(|| panic!("no error line:\n{err}"));
     for must in [
         place,
@@ -610,7 +611,7 @@ fn a_terminated_backend_leaves_a_failed_journal_row_with_its_error() {
     // The row holds the error the loader printed.
     let printed = err
         .lines()
-        .find_map(|l| l.strip_prefix("error: "))
+        .find_map(|l| l.split_once(" ERROR ").map(|(_, m)| m))
         .unwrap_or_else(|| panic!("no error line:\n{err}"));
     assert_failed_row(&db, "CED03-01E.PIP", printed);
     assert_eq!(db.snapshot(), before);

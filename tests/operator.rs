@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -342,4 +343,49 @@ mod snapshots {
             ".files[].phases[].seconds" => "[s]",
         });
     }
+}
+
+#[test]
+fn a_missing_password_is_77_at_once_naming_where_a_password_goes() {
+    let own = OwnCluster::start();
+    let c = &own.c;
+    c.sql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
+    let hba = Path::new(&c.data()).join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all trust\nhost all app 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    c.sql("postgres", "SELECT pg_reload_conf()");
+    let loader = |pw: Option<&str>| {
+        let mut cmd = bare();
+        cmd.env("CUSIP_DB_HOST", "127.0.0.1")
+            .env("CUSIP_DB_PORT", c.port.to_string())
+            .env("CUSIP_DB_NAME", "postgres")
+            .env("CUSIP_DB_USER", "app")
+            // A scheduler's setting: retrying would go on for a minute.
+            .env("CUSIP_DB_CONNECT_RETRY", "60")
+            .arg("--status");
+        if let Some(pw) = pw {
+            cmd.env("CUSIP_DB_PASSWORD", pw);
+        }
+        cmd
+    };
+    let t = std::time::Instant::now();
+    let (code, stdout, stderr) = out(&mut loader(None));
+    let took = t.elapsed();
+    assert_eq!(code, 77, "{stdout}{stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "retried for {took:?}: {stderr}"
+    );
+    for must in ["CUSIP_DB_PASSWORD", "--db-secret-arn", "--database-url"] {
+        assert!(stderr.contains(must), "{must}: {stderr}");
+    }
+    assert!(!stderr.contains("retrying"), "{stderr}");
+    // A wrong password is 77 too, and the right one connects (78: this database has no
+    // journal, which --status then says).
+    assert_eq!(out(&mut loader(Some("wrong"))).0, 77);
+    let (code, stdout, stderr) = out(&mut loader(Some("app-pw")));
+    assert_eq!(code, 78, "{stdout}{stderr}");
 }

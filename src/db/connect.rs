@@ -154,8 +154,17 @@ fn wants_tls(e: &Failure) -> bool {
 fn transient(e: &Failure) -> bool {
     match e.code() {
         Some(c) => *c == SqlState::CANNOT_CONNECT_NOW || *c == SqlState::TOO_MANY_CONNECTIONS,
-        None => !e.text().contains("TLS"),
+        None => {
+            !e.text().contains("TLS")
+                && !no_password(e)
+                && !e.text().contains("invalid configuration")
+        }
     }
+}
+
+/// The server asked for a password and none was given: no retry can supply one.
+fn no_password(e: &Failure) -> bool {
+    e.text().contains("password missing")
 }
 
 /// Opens a connection with `cfg.sslmode`'s meaning, retrying transient failures with
@@ -278,7 +287,16 @@ fn connect_error(cfg: &DbConfig, e: &Failure) -> Error {
     let target = cfg.display_target();
     let text = e.text();
     let host = &cfg.host;
-    let (exit, hint) = if wants_tls(e) {
+    let (exit, hint) = if no_password(e) {
+        (
+            Exit::NoPerm,
+            format!(
+                " (the server asks {} for a password and none was given: set CUSIP_DB_PASSWORD, \
+                 give --db-secret-arn (Secrets Manager), or put it in --database-url)",
+                cfg.user
+            ),
+        )
+    } else if wants_tls(e) {
         (
             Exit::Config,
             " (the server requires TLS: its pg_hba.conf allows only hostssl; use --sslmode require, or \
