@@ -19,9 +19,15 @@ fn main() {
     let dotenv = Path::new(".env")
         .is_file()
         .then(|| dotenvy::from_path(".env"));
-    let parsed = Args::command()
-        .try_get_matches()
-        .and_then(|m| Ok((Args::from_arg_matches(&m)?, Given::from_matches(&m))));
+    let parsed = Args::command().try_get_matches().and_then(|m| {
+        Ok((
+            Args::from_arg_matches(&m)?,
+            Given::from_matches(&m).with_libpq(
+                std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+            ),
+        ))
+    });
     let (args, given) = match parsed {
         Ok(a) => a,
         Err(e) => {
@@ -73,6 +79,9 @@ fn main() {
         ),
     };
     tracing::info!("today is {today} in {zone}: the day file names and --date are read against");
+    if !plan.validate_only {
+        tracing::info!("database settings: {}", plan.db_sources);
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

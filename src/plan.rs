@@ -6,7 +6,7 @@
 //! no input, and the database settings before any secret is fetched. `app` then only does
 //! I/O with the plan.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -70,7 +70,22 @@ pub struct Given {
     /// The ids whose value came from a variable (for messages that say where a value came
     /// from).
     environment: BTreeSet<String>,
+    /// libpq's variables (`PGHOST`, …), the layer under the `CUSIP_*` ones.
+    libpq: BTreeMap<String, String>,
 }
+
+/// libpq's variables the loader honours, with libpq's meanings, and the argument each one
+/// stands under.
+pub const LIBPQ_VARS: [(&str, &str); 8] = [
+    ("PGHOST", "host"),
+    ("PGPORT", "port"),
+    ("PGDATABASE", "dbname"),
+    ("PGUSER", "user"),
+    ("PGPASSWORD", "password"),
+    ("PGSSLMODE", "sslmode"),
+    ("PGSSLROOTCERT", "sslrootcert"),
+    ("PGCONNECT_TIMEOUT", "connect_timeout"),
+];
 
 impl Given {
     pub fn from_matches(m: &clap::ArgMatches) -> Given {
@@ -84,11 +99,32 @@ impl Given {
         Given {
             command_line: from(ValueSource::CommandLine),
             environment: from(ValueSource::EnvVariable),
+            libpq: BTreeMap::new(),
         }
+    }
+
+    /// The libpq variables among `vars` (the process environment, in `main`).
+    pub fn with_libpq(mut self, vars: impl Iterator<Item = (String, String)>) -> Given {
+        self.libpq = vars
+            .filter(|(k, v)| {
+                !v.is_empty() && (k == "PGAPPNAME" || LIBPQ_VARS.iter().any(|(n, _)| n == k))
+            })
+            .collect();
+        self
     }
 
     fn has(&self, id: &str) -> bool {
         self.command_line.contains(id)
+    }
+
+    /// The libpq variable standing under `id`, when neither a flag nor a `CUSIP_*` variable
+    /// gave `id`: `(variable, value)`.
+    fn libpq(&self, id: &str) -> Option<(&'static str, &str)> {
+        if self.command_line.contains(id) || self.environment.contains(id) {
+            return None;
+        }
+        let (var, _) = LIBPQ_VARS.iter().find(|(_, a)| *a == id)?;
+        self.libpq.get(*var).map(|v| (*var, v.as_str()))
     }
 
     /// Where the value of `id` came from: `flag`, `variable` or the default.
@@ -107,6 +143,7 @@ impl Given {
         Given {
             command_line: ids.iter().map(|s| s.to_string()).collect(),
             environment: BTreeSet::new(),
+            libpq: BTreeMap::new(),
         }
     }
 }
@@ -134,6 +171,65 @@ pub struct Plan {
     pub transfer: Transfer,
     /// Where the bucket and prefix came from, for a message about a bucket that is not there.
     pub s3_origin: String,
+    /// Where each database setting came from (flag, `CUSIP_*`, `PG*`, default), for the log;
+    /// never the password's value.
+    pub db_sources: String,
+}
+
+/// Fills the settings neither a flag nor a `CUSIP_*` variable gave from libpq's variables,
+/// with libpq's meanings, and says where each setting came from.
+fn libpq_layer(db: &mut DbConfig, given: &Given) -> Result<String, Error> {
+    let bad = |var: &str, v: &str, want: &str| {
+        Error::Config(format!(
+            "{var}={v:?} is not {want} (libpq's variable, read under the CUSIP_* ones)"
+        ))
+    };
+    let mut sources = Vec::new();
+    for (id, flag, cusip) in [
+        ("host", "--host", "CUSIP_DB_HOST"),
+        ("port", "--port", "CUSIP_DB_PORT"),
+        ("dbname", "--dbname", "CUSIP_DB_NAME"),
+        ("user", "--user", "CUSIP_DB_USER"),
+        ("password", "--password", "CUSIP_DB_PASSWORD"),
+        ("sslmode", "--sslmode", "CUSIP_DB_SSLMODE"),
+        ("sslrootcert", "--sslrootcert", "CUSIP_DB_SSLROOTCERT"),
+        ("connect_timeout", "--connect-timeout", "-"),
+    ] {
+        let origin = match given.libpq(id) {
+            Some((var, v)) => {
+                match id {
+                    "host" => db.host = v.to_string(),
+                    "port" => db.port = v.parse().map_err(|_| bad(var, v, "a port number"))?,
+                    "dbname" => db.dbname = v.to_string(),
+                    "user" => db.user = v.to_string(),
+                    "password" => db.password = Some(v.to_string()),
+                    "sslmode" => {
+                        db.sslmode = crate::tls::SslMode::from_name(v)
+                            .ok_or_else(|| bad(var, v, "an sslmode"))?
+                    }
+                    "sslrootcert" => db.sslrootcert = Some(PathBuf::from(v)),
+                    _ => {
+                        let secs: u64 =
+                            v.parse().map_err(|_| bad(var, v, "a number of seconds"))?;
+                        // libpq: 0 means wait forever, and less than 2 means 2.
+                        db.connect_timeout =
+                            Duration::from_secs(if secs == 0 { 86_400 } else { secs.max(2) });
+                    }
+                }
+                var.to_string()
+            }
+            None => given.origin(id, flag, cusip),
+        };
+        if id == "password" && db.password.is_none() {
+            continue;
+        }
+        sources.push(format!("{id} from {origin}"));
+    }
+    if given.libpq.contains_key("PGAPPNAME") {
+        // The watchdog, the tests and DBAs find the loader's sessions by this name.
+        sources.push("PGAPPNAME ignored (sessions are named cusip-loader)".into());
+    }
+    Ok(sources.join(", "))
 }
 
 /// A prefix names a folder: `pif` and `pif/` mean the same.
@@ -162,6 +258,7 @@ impl Plan {
             statement_timeout: Duration::from_secs(args.statement_timeout),
             net_timeout: Duration::from_secs(args.net_timeout),
         };
+        let db_sources = libpq_layer(&mut db, given)?;
         if let Some(url) = &args.database_url {
             db::apply_url(&mut db, url)?;
         }
@@ -170,6 +267,7 @@ impl Plan {
             action,
             inputs,
             today,
+            db_sources,
             file_type: args.file_type,
             allow_missing: args.allow_missing,
             validate_only: args.validate_only,

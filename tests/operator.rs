@@ -389,3 +389,68 @@ fn a_missing_password_is_77_at_once_naming_where_a_password_goes() {
     let (code, stdout, stderr) = out(&mut loader(Some("app-pw")));
     assert_eq!(code, 78, "{stdout}{stderr}");
 }
+
+#[test]
+fn libpq_variables_and_the_password_file_sit_under_the_cusip_ones() {
+    use std::os::unix::fs::PermissionsExt;
+    let own = OwnCluster::start();
+    let c = &own.c;
+    c.sql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
+    c.sql("postgres", "CREATE DATABASE pgvars");
+    let hba = Path::new(&c.data()).join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all trust\nhost all app 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    c.sql("postgres", "SELECT pg_reload_conf()");
+    let home = tempfile::tempdir().unwrap();
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(&pgpass, format!("127.0.0.1:{}:*:app:app-pw\n", c.port)).unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Only PG* variables and ~/.pgpass: the loader connects where psql would.
+    let pg = |cmd: &mut Command| {
+        cmd.env("HOME", home.path())
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", c.port.to_string())
+            .env("PGDATABASE", "pgvars")
+            .env("PGUSER", "app")
+            .env("CUSIP_DB_CONNECT_RETRY", "0");
+    };
+    let mut cmd = bare();
+    pg(&mut cmd);
+    let (code, stdout, stderr) = out(cmd.arg("--status"));
+    // Connected (78: the database has no journal yet).
+    assert_eq!(code, 78, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("host from PGHOST") && stderr.contains("user from PGUSER"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("password from {}", pgpass.display())),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("app-pw") && !stdout.contains("app-pw"),
+        "{stderr}"
+    );
+    // A CUSIP_* variable wins over its PG* one.
+    let mut cmd = bare();
+    pg(&mut cmd);
+    let (code, _, stderr) = out(cmd.env("CUSIP_DB_NAME", "no_such_db").arg("--status"));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("no_such_db") && stderr.contains("dbname from CUSIP_DB_NAME"),
+        "{stderr}"
+    );
+    // A password file others can read is not used, as libpq would not: 77, and said why.
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = bare();
+    pg(&mut cmd);
+    let (code, _, stderr) = out(cmd.arg("--status"));
+    assert_eq!(code, 77, "{stderr}");
+    assert!(
+        stderr.contains("password file not used") && stderr.contains("chmod 0600"),
+        "{stderr}"
+    );
+}

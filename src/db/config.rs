@@ -230,6 +230,72 @@ pub fn apply_url(cfg: &mut DbConfig, url: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The password for `cfg` from a libpq password file (`PGPASSFILE`, else `~/.pgpass`), as
+/// libpq reads it: the first line whose host, port, database and user match (`*` matches
+/// anything; a Unix-socket host matches `localhost`), and only from a file private to its
+/// owner. `Ok(None)`: no file, or no line for this connection; `Err`: a file that is not
+/// used, and why (for the log).
+pub fn pgpass(cfg: &DbConfig, file: &std::path::Path) -> Result<Option<String>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::metadata(file) {
+        Ok(m) => m,
+        Err(_) => return Ok(None),
+    };
+    if !meta.is_file() {
+        return Err(format!("{} is not a plain file", file.display()));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is readable by others (chmod 0600 it, as libpq requires)",
+            file.display()
+        ));
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(pgpass_lookup(&text, cfg))
+}
+
+/// The matching line's password in a password file's text.
+pub fn pgpass_lookup(text: &str, cfg: &DbConfig) -> Option<String> {
+    let host = if cfg.host.starts_with('/') {
+        "localhost"
+    } else {
+        cfg.host.as_str()
+    };
+    let port = cfg.port.to_string();
+    let want = [host, port.as_str(), cfg.dbname.as_str(), cfg.user.as_str()];
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .find_map(|line| {
+            let fields = split_pgpass(line);
+            if fields.len() < 5 {
+                return None;
+            }
+            let matches = fields[..4]
+                .iter()
+                .zip(want)
+                .all(|(f, w)| f == "*" || f == w);
+            matches.then(|| fields[4].clone())
+        })
+}
+
+/// Splits a password-file line at unescaped `:`; `\:` and `\\` stand for `:` and `\`.
+fn split_pgpass(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.last_mut().expect("never empty").push(n);
+                }
+            }
+            ':' if out.len() < 5 => out.push(String::new()),
+            c => out.last_mut().expect("never empty").push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,5 +408,42 @@ mod tests {
         };
         let shown = format!("{c:?} {}", c.display_target());
         assert!(!shown.contains("s3cret-pw"), "{shown}");
+    }
+
+    #[test]
+    fn the_password_file_is_read_as_libpq_reads_it() {
+        let mut c = base();
+        c.host = "db.example".into();
+        c.port = 5433;
+        c.dbname = "cusip".into();
+        c.user = "cusip_app".into();
+        let text = "# comment\n\
+                    other:5433:cusip:cusip_app:nope\n\
+                    db.example:5433:cusip:someone:nope\n\
+                    db.example:*:cusip:cusip_app:pa\\:ss\\\\word\n\
+                    *:*:*:*:fallback\n";
+        assert_eq!(pgpass_lookup(text, &c).as_deref(), Some("pa:ss\\word"));
+        c.user = "x".into();
+        assert_eq!(pgpass_lookup(text, &c).as_deref(), Some("fallback"));
+        c.host = "/run/postgresql".into();
+        assert_eq!(
+            pgpass_lookup("localhost:5433:cusip:x:sock\n", &c).as_deref(),
+            Some("sock")
+        );
+        assert_eq!(pgpass_lookup("a:b\n", &c), None);
+    }
+
+    #[test]
+    fn a_password_file_others_can_read_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("pgpass");
+        std::fs::write(&f, "*:*:*:*:secret\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = pgpass(&base(), &f).unwrap_err();
+        assert!(e.contains("chmod 0600") && !e.contains("secret"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(pgpass(&base(), &f).unwrap().as_deref(), Some("secret"));
+        assert_eq!(pgpass(&base(), &d.path().join("none")).unwrap(), None);
     }
 }

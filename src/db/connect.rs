@@ -162,6 +162,31 @@ fn transient(e: &Failure) -> bool {
     }
 }
 
+/// With no password given any other way, libpq's password file (`PGPASSFILE`, else
+/// `~/.pgpass`), as libpq would read it. Said once in the log (the file, never the value);
+/// a file that is not private is ignored with a warning, as libpq ignores it.
+fn password_from_file(cfg: &DbConfig) -> Option<String> {
+    if cfg.password.is_some() {
+        return None;
+    }
+    let file = std::env::var_os("PGPASSFILE")
+        .filter(|f| !f.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")))?;
+    static SAID: std::sync::Once = std::sync::Once::new();
+    match super::config::pgpass(cfg, &file) {
+        Ok(Some(pw)) => {
+            SAID.call_once(|| tracing::info!("password from {}", file.display()));
+            Some(pw)
+        }
+        Ok(None) => None,
+        Err(why) => {
+            SAID.call_once(|| tracing::warn!("password file not used: {why}"));
+            None
+        }
+    }
+}
+
 /// The server asked for a password and none was given: no retry can supply one.
 fn no_password(e: &Failure) -> bool {
     e.text().contains("password missing")
@@ -171,6 +196,17 @@ fn no_password(e: &Failure) -> bool {
 /// backoff for up to `cfg.connect_retry`. Each attempt, from the socket to the session's
 /// first statement, is bounded by `--connect-timeout`.
 pub async fn connect(cfg: &DbConfig) -> Result<Client, Error> {
+    let with_file;
+    let cfg = match password_from_file(cfg) {
+        Some(pw) => {
+            with_file = DbConfig {
+                password: Some(pw),
+                ..cfg.clone()
+            };
+            &with_file
+        }
+        None => cfg,
+    };
     // Built once: a bad CA bundle is a configuration error, not worth a retry.
     let tls = rustls(cfg)?;
     let start = std::time::Instant::now();
@@ -292,7 +328,8 @@ fn connect_error(cfg: &DbConfig, e: &Failure) -> Error {
             Exit::NoPerm,
             format!(
                 " (the server asks {} for a password and none was given: set CUSIP_DB_PASSWORD, \
-                 give --db-secret-arn (Secrets Manager), or put it in --database-url)",
+                 give --db-secret-arn (Secrets Manager), put it in --database-url, or in a \
+                 password file (~/.pgpass or PGPASSFILE, mode 0600))",
                 cfg.user
             ),
         )
