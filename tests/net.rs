@@ -145,6 +145,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, frozen: &AtomicBool, stop: &Atom
             Ok(_) if frozen.load(Ordering::SeqCst) => {}
             Ok(n) => {
                 if to.write_all(&buf[..n]).is_err() {
+                    let _ = from.shutdown(Shutdown::Both);
                     return;
                 }
             }
@@ -153,7 +154,12 @@ fn pump(mut from: TcpStream, mut to: TcpStream, frozen: &AtomicBool, stop: &Atom
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
-            Err(_) => return,
+            // Reset (a process that exits with bytes unread resets its socket): pass it on,
+            // or the other side would wait on an open socket for ever.
+            Err(_) => {
+                let _ = to.shutdown(Shutdown::Both);
+                return;
+            }
         }
     }
 }
@@ -539,7 +545,11 @@ fn a_dead_path_mid_merge_ends_75_within_twice_the_timeout() {
     // holding both sockets open.
     assert!(
         wait_sessions_gone(&db, Duration::from_secs(5)),
-        "the old session is still there"
+        "the old session is still there: {}\n{err}",
+        db.sql(
+            "SELECT pid, state, wait_event, backend_start, query FROM pg_stat_activity \
+             WHERE datname = current_database()"
+        )
     );
     assert_eq!(db.snapshot(), before, "nothing may be half-loaded");
     assert_eq!(db.count("issue"), 0);

@@ -29,8 +29,9 @@
 //! Giving up drops the connection, so everything waiting on it fails at once as "closed";
 //! the reason is kept for [`super::fail`] to put in the message (one per process: a run has
 //! one load in flight, and stops at its first failure). When the fresh connection was made,
-//! it also ends the old session, so that its transaction rolls back now instead of holding
-//! the load's locks until the server notices.
+//! it first ends the old session, so that its transaction rolls back now instead of holding
+//! the load's locks until the server notices; when the kernel gave the connection up, that
+//! is tried in the background from a new connection, as the path may well be dead.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,7 +95,7 @@ pub(super) fn spawn<T>(
             tokio::spawn(async move {
                 let brief = cfg.brief();
                 if let Ok(Ok(c)) = tokio::time::timeout(brief, connect_check(&cfg)).await {
-                    end_session(c, pid, brief);
+                    end_session(&c, pid, brief).await;
                 }
             });
         }
@@ -263,8 +264,10 @@ async fn watch(cfg: &DbConfig, p: &Progress, pid: &AtomicI32) -> String {
         match verdict(&seen, q, t, pid, cfg.brief()) {
             Verdict::LookAgainAt(at) => next = at,
             Verdict::Dead(detail) => {
+                // Awaited (the check's connection has just answered, so this takes
+                // milliseconds; bounded all the same): the process may exit soon after.
                 if let Some(c) = check {
-                    end_session(c, pid, cfg.brief());
+                    end_session(&c, pid, cfg.brief() / 2).await;
                 }
                 return format!(
                     "the connection to {} stopped answering ({detail})",
@@ -307,15 +310,16 @@ async fn look(cfg: &DbConfig, pid: i32) -> (Seen, Option<Client>) {
     ))
 }
 
-/// Ends the given-up session from the fresh connection, in the background: its transaction
-/// then rolls back at once and its locks go, instead of when the server notices.
-fn end_session(c: Client, pid: i32, within: Duration) {
-    tokio::spawn(async move {
-        let q = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = {pid}");
-        if let Ok(Err(e)) = tokio::time::timeout(within, c.simple_query(&q)).await {
-            tracing::debug!("could not end session {pid}: {e}");
-        }
-    });
+/// Ends the given-up session from the fresh connection: its transaction then rolls back at
+/// once and its locks go, instead of when the server notices (never, behind a stuck proxy
+/// that holds its socket open).
+async fn end_session(c: &Client, pid: i32, within: Duration) {
+    let q = format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = {pid}");
+    match tokio::time::timeout(within, c.simple_query(&q)).await {
+        Ok(Ok(_)) => tracing::debug!("ended session {pid}"),
+        Ok(Err(e)) => tracing::debug!("could not end session {pid}: {e}"),
+        Err(_) => tracing::debug!("could not end session {pid}: no answer"),
+    }
 }
 
 #[cfg(test)]
