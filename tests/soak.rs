@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Datelike, NaiveDate, Weekday};
 
+use common::forward::Forwarder;
 use common::s3::{aws_env, fault_proxy, s3, Kind, Rule};
 use common::*;
 
@@ -179,23 +180,24 @@ enum Fault {
     S3Error,
     /// One of the day's files is uploaded only after the first run, which gets 66.
     LateFile,
-    /// Dead network path: added with --net-timeout. A forwarder between the loader and the
-    /// server (or S3) that stops passing bytes but keeps the sockets open, mid-load; the
-    /// loader must exit 75 within twice `--net-timeout`. Not drawn yet: to wire it in, add
-    /// it to `KINDS`, point the run's `CUSIP_DB_PORT` (or the proxy) through the forwarder
-    /// and pass `--net-timeout`, and handle it in `Run::inject`.
-    #[allow(dead_code)]
+    /// A dead network path mid-load: the forwarder every run's database connections go
+    /// through stops passing bytes but keeps its sockets open; the loader (with
+    /// `--net-timeout`) must give up with 75, and the next run loads.
     DeadNetworkPath,
 }
 
+/// `--net-timeout` for every run: a dead path ends it in a few seconds.
+const NET_TIMEOUT: u64 = 2;
+
 /// The faults drawn from, each as likely (`LateFile` only for a day's first run; a restart is
 /// `-m immediate` one time in three).
-const KINDS: [Fault; 6] = [
+const KINDS: [Fault; 7] = [
     Fault::Kill,
     Fault::Term,
     Fault::TerminateBackend,
     Fault::RestartServer { immediate: false },
     Fault::S3Error,
+    Fault::DeadNetworkPath,
     Fault::LateFile,
 ];
 
@@ -217,7 +219,11 @@ impl Fault {
     fn mid_load(self) -> bool {
         matches!(
             self,
-            Fault::Kill | Fault::Term | Fault::TerminateBackend | Fault::RestartServer { .. }
+            Fault::Kill
+                | Fault::Term
+                | Fault::TerminateBackend
+                | Fault::RestartServer { .. }
+                | Fault::DeadNetworkPath
         )
     }
 }
@@ -329,6 +335,8 @@ impl Outcome {
 
 struct Soak {
     pg: OwnCluster,
+    /// Every run's database connections pass through it (a dead path freezes them).
+    fwd: Forwarder,
     db: Db,
     bucket: String,
     seed: u64,
@@ -340,6 +348,8 @@ impl Soak {
     /// The loader, as the scheduler runs it, reading S3 through `endpoint`.
     fn loader(&self, endpoint: &str, day: NaiveDate) -> Command {
         let mut c = self.db.loader();
+        c.env("CUSIP_DB_PORT", self.fwd.port.to_string())
+            .args(["--net-timeout", &NET_TIMEOUT.to_string()]);
         for (k, v) in aws_env(endpoint) {
             c.env(k, v);
         }
@@ -485,7 +495,10 @@ impl Soak {
                 true
             }
             Fault::S3Error | Fault::LateFile => unreachable!("not a mid-load fault"),
-            Fault::DeadNetworkPath => unimplemented!("dead network path: added with --net-timeout"),
+            Fault::DeadNetworkPath => {
+                self.fwd.freeze();
+                true
+            }
         }
     }
 }
@@ -555,8 +568,10 @@ fn thirty_business_days_under_a_scheduler_with_faults_end_equal_to_the_oracle() 
 
     let pg = OwnCluster::start_in(Cluster::new_dir("soak"), SETTINGS);
     let db = pg.new_db("soak", "");
+    let fwd = Forwarder::start(([127, 0, 0, 1], pg.c.port).into());
     let mut soak = Soak {
         db,
+        fwd,
         pg,
         bucket: s3().new_bucket("soak"),
         seed,

@@ -5,6 +5,7 @@
 //! `examples/bench.rs`; what the tests do with one (databases, the loader, the oracles) is
 //! here.
 #![allow(dead_code)]
+pub mod forward;
 mod pg;
 pub mod s3;
 
