@@ -498,7 +498,11 @@ impl Object {
             }
             self.resumes.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(object = %what, offset, attempt = tries, "download broke ({broke}); resuming from byte {offset}");
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
+            // A pause before asking again spares a server that failed; a stalled stream is
+            // a connection that went quiet, and its resume is better asked for at once.
+            if !stall {
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
+            }
         }
     }
 
