@@ -189,6 +189,11 @@ fn sigterm_mid_load_rolls_back_and_exits_143_promptly() {
             out.contains("INTERRUPTED"),
             "the summary is still printed: {out}"
         );
+        // With the time it ran, not 0.00 s.
+        let row = out.lines().find(|l| l.contains("INTERRUPTED")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        let seconds: f64 = cells[cells.len() - 3].parse().unwrap();
+        assert!(seconds > 0.0, "{row}");
         assert_eq!(db.snapshot(), before, "{statement}+{delay}: half-loaded");
         let j = db.journal();
         assert_eq!(j.last().unwrap()[1], "interrupted", "{j:?}");

@@ -255,6 +255,20 @@ fn missing_bucket_key_and_endpoint_are_one_line_each() {
     ]));
     assert_eq!(code, 66, "{err}");
     assert!(err.contains("no-such-bucket-x does not exist"), "{err}");
+    // The next step: where bucket and prefix came from.
+    assert!(
+        err.contains("bucket from --s3-bucket, prefix pif/ from the default"),
+        "{err}"
+    );
+    let (code, _, err) = run(loader(&db, &s3().endpoint)
+        .env("CUSIP_S3_BUCKET", "no-such-bucket-x")
+        .env("CUSIP_S3_PREFIX", "in/")
+        .args(["--date", "2024-01-15"]));
+    assert_eq!(code, 66, "{err}");
+    assert!(
+        err.contains("bucket from CUSIP_S3_BUCKET, prefix in/ from CUSIP_S3_PREFIX"),
+        "{err}"
+    );
     let (code, _, err) =
         run(loader(&db, &s3().endpoint).args(["--s3-bucket", &b, "--s3-key", "pif/CED01-15R.PIP"]));
     assert_eq!(code, 66, "{err}");
