@@ -345,18 +345,26 @@ mod snapshots {
     }
 }
 
-#[test]
-fn a_missing_password_is_77_at_once_naming_where_a_password_goes() {
+/// A cluster of its own where role `app` (password `app-pw`) must give its password over TCP,
+/// as a production server asks (scram); everyone else is trusted.
+fn cluster_with_password() -> OwnCluster {
     let own = OwnCluster::start();
-    let c = &own.c;
-    c.sql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
-    let hba = Path::new(&c.data()).join("pg_hba.conf");
+    own.c
+        .sql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
+    let hba = Path::new(&own.c.data()).join("pg_hba.conf");
     std::fs::write(
         &hba,
         "local all all trust\nhost all app 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
     )
     .unwrap();
-    c.sql("postgres", "SELECT pg_reload_conf()");
+    own.c.sql("postgres", "SELECT pg_reload_conf()");
+    own
+}
+
+#[test]
+fn a_missing_password_is_77_at_once_naming_where_a_password_goes() {
+    let own = cluster_with_password();
+    let c = &own.c;
     let loader = |pw: Option<&str>| {
         let mut cmd = bare();
         cmd.env("CUSIP_DB_HOST", "127.0.0.1")
@@ -393,17 +401,9 @@ fn a_missing_password_is_77_at_once_naming_where_a_password_goes() {
 #[test]
 fn libpq_variables_and_the_password_file_sit_under_the_cusip_ones() {
     use std::os::unix::fs::PermissionsExt;
-    let own = OwnCluster::start();
+    let own = cluster_with_password();
     let c = &own.c;
-    c.sql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
     c.sql("postgres", "CREATE DATABASE pgvars");
-    let hba = Path::new(&c.data()).join("pg_hba.conf");
-    std::fs::write(
-        &hba,
-        "local all all trust\nhost all app 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n",
-    )
-    .unwrap();
-    c.sql("postgres", "SELECT pg_reload_conf()");
     let home = tempfile::tempdir().unwrap();
     let pgpass = home.path().join(".pgpass");
     std::fs::write(&pgpass, format!("127.0.0.1:{}:*:app:app-pw\n", c.port)).unwrap();

@@ -3,31 +3,8 @@
 
 mod common;
 
-use common::s3::{aws_env, request, s3};
+use common::s3::{aws_env, create_secret, s3};
 use common::*;
-
-/// Creates a secret on the test server and returns its ARN.
-fn create_secret(name: &str, value: &str) -> String {
-    let body = serde_json::json!({ "Name": name, "SecretString": value }).to_string();
-    let r = request(
-        s3().port,
-        "POST",
-        "/",
-        &[
-            ("X-Amz-Target", "secretsmanager.CreateSecret"),
-            ("Content-Type", "application/x-amz-json-1.1"),
-            (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/secretsmanager/aws4_request, \
-                 SignedHeaders=host, Signature=0",
-            ),
-        ],
-        body.as_bytes(),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
-    v["ARN"].as_str().unwrap().to_string()
-}
 
 fn loader(db: &Db) -> std::process::Command {
     let mut c = db.loader();
