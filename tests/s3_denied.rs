@@ -41,7 +41,9 @@ fn access_denied_is_one_actionable_line_and_exit_77() {
             "{err}"
         );
         assert!(err.contains("bucket policy"), "cross-account hint: {err}");
-        assert_eq!(err.matches("error:").count(), 1, "one line: {err}");
+        // The reason is logged once, as one ERROR line.
+        assert_eq!(err.matches(" ERROR ").count(), 1, "one line: {err}");
+        assert_eq!(err.matches("access denied").count(), 1, "once: {err}");
         cmd = db.loader();
         for (k, v) in aws_env(&server.endpoint) {
             cmd.env(k, v);
