@@ -24,6 +24,67 @@ pub enum LogFormat {
     Json,
 }
 
+/// When a file may take the direct path into an empty table ([`crate::load`]'s `initial`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitialLoad {
+    /// An empty table the loading role owns (or is a member of the owner of) takes it.
+    #[default]
+    Auto,
+    /// Every empty table takes it; a role that does not own one is refused (77).
+    Always,
+    /// Never: the staged path, which needs no more than INSERT, UPDATE and SELECT.
+    Never,
+}
+
+impl InitialLoad {
+    pub fn name(self) -> &'static str {
+        match self {
+            InitialLoad::Auto => "auto",
+            InitialLoad::Always => "always",
+            InitialLoad::Never => "never",
+        }
+    }
+}
+
+/// `auto`, `always`, `never`, and the old boolean spellings of `CUSIP_INITIAL_LOAD`
+/// (`true`/`1`/`yes`/`on` meant always; `false`/`0`/`no`/`off` meant the staged path), so
+/// a task definition written for the old flag keeps its meaning.
+fn parse_initial_load(s: &str) -> Result<InitialLoad, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(InitialLoad::Auto),
+        "always" | "true" | "1" | "yes" | "on" => Ok(InitialLoad::Always),
+        "never" | "false" | "0" | "no" | "off" => Ok(InitialLoad::Never),
+        _ => Err(format!(
+            "unknown value {s:?}: expected auto, always or never"
+        )),
+    }
+}
+
+/// The command line with the old `--initial-load` spelling made unambiguous: the flag used
+/// to take no value, so `--initial-load FILE` meant "always" and then a file. clap, now that
+/// the flag takes an optional value, would read the file as the value; a bare flag whose
+/// next word is not one of its values becomes `--initial-load=always`.
+pub fn argv(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let mut i = 0;
+    while i < out.len() {
+        if out[i] == "--" {
+            break;
+        }
+        if out[i] == "--initial-load" {
+            let value = out
+                .get(i + 1)
+                .and_then(|v| v.to_str())
+                .is_some_and(|v| parse_initial_load(v).is_ok());
+            if !value {
+                out[i] = "--initial-load=always".into();
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
 fn parse_type(s: &str) -> Result<FileType, String> {
     FileType::from_name(s)
         .ok_or_else(|| format!("unknown type {s:?}: expected issuer, issue or issue_attr"))
@@ -140,13 +201,23 @@ pub struct Args {
     #[arg(long, help_heading = "Load")]
     pub force: bool,
 
-    /// For a table that is still empty: drop its secondary indexes and foreign keys, insert
-    /// the rows, rebuild the indexes and re-add (re-validate) the foreign keys, all in the
-    /// load's one transaction. About 3x faster for a first load, but it locks the table
-    /// against readers until commit and needs the role to own the tables (exit 77
-    /// otherwise). A table that already has rows is merged as usual.
-    #[arg(long, env = "CUSIP_INITIAL_LOAD", value_parser = clap::builder::BoolishValueParser::new(), help_heading = "Load")]
-    pub initial_load: bool,
+    /// The direct path for a table that is still empty: COPY straight into it with its
+    /// secondary indexes and foreign keys dropped, then rebuild and re-validate them, in the
+    /// load's one transaction. auto (the default): when the loading role owns the table;
+    /// always: refuse (77) an empty table the role does not own; never: always stage. The
+    /// table is locked against readers until the commit. `--initial-load` alone is always.
+    #[arg(
+        long,
+        env = "CUSIP_INITIAL_LOAD",
+        value_name = "WHEN",
+        num_args = 0..=1,
+        default_value = "auto",
+        default_missing_value = "always",
+        hide_possible_values = true,
+        value_parser = parse_initial_load,
+        help_heading = "Load"
+    )]
+    pub initial_load: InitialLoad,
 
     /// AWS region of the bucket (else the standard AWS chain, else us-east-1).
     #[arg(
@@ -417,6 +488,45 @@ mod tests {
             .copied()
             .collect();
         Some(body.join("\n"))
+    }
+
+    #[test]
+    fn initial_load_takes_a_value_and_keeps_its_old_bare_spelling() {
+        let parse = |words: &[&str]| {
+            let full = argv(
+                std::iter::once("cusip-loader")
+                    .chain(words.iter().copied())
+                    .map(std::ffi::OsString::from),
+            );
+            Args::try_parse_from(full).map(|a| a.initial_load)
+        };
+        assert_eq!(parse(&["x/CED01-15R.PIP"]).unwrap(), InitialLoad::Auto);
+        assert_eq!(
+            parse(&["--initial-load", "x/CED01-15R.PIP"]).unwrap(),
+            InitialLoad::Always
+        );
+        assert_eq!(
+            parse(&["x/CED01-15R.PIP", "--initial-load"]).unwrap(),
+            InitialLoad::Always
+        );
+        assert_eq!(
+            parse(&["--initial-load", "never", "x/CED01-15R.PIP"]).unwrap(),
+            InitialLoad::Never
+        );
+        assert_eq!(
+            parse(&["--initial-load=auto", "x/CED01-15R.PIP"]).unwrap(),
+            InitialLoad::Auto
+        );
+        // The old variable's boolean values keep their meaning.
+        for (v, want) in [
+            ("true", InitialLoad::Always),
+            ("1", InitialLoad::Always),
+            ("false", InitialLoad::Never),
+            ("AUTO", InitialLoad::Auto),
+        ] {
+            assert_eq!(parse_initial_load(v).unwrap(), want, "{v}");
+        }
+        assert!(parse_initial_load("sometimes").is_err());
     }
 
     #[test]

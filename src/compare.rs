@@ -16,8 +16,14 @@
 //! The master is read on a second connection that imports the load transaction's snapshot,
 //! so it sees exactly what the merge will see. It needs the key columns to sort byte-wise
 //! (collation "C" or "POSIX", as `schema.sql` declares them): the loader can then order keys
-//! exactly as the server does. Otherwise, or when the file's keys stop ascending, the load
+//! exactly as the server does. Otherwise, or when the file's keys go backwards, the load
 //! compares in the database as before.
+//!
+//! A key may repeat in a run of adjacent records (the day's records are transactions: a
+//! record, then its amendments). The merge join goes on: every record of the run after the
+//! first is staged, whatever the master holds, so the last one reaches the merge whether or
+//! not the first was found unchanged; staging keeps the last of each key, and the run is
+//! counted here, where every record is seen.
 
 use std::cmp::Ordering;
 
@@ -30,6 +36,7 @@ use crate::db::{self, DbConfig};
 use crate::error::Error;
 use crate::layout::Layout;
 use crate::pgcopy::{self, leading_fields, next_field};
+use crate::report::Repeat;
 use crate::sql;
 
 /// Master chunks in flight between the reading task and the parser thread.
@@ -46,11 +53,24 @@ pub enum Decision {
     Stage,
 }
 
+/// Keys repeated in adjacent runs, as the comparison counted them.
+#[derive(Debug, Clone, Default)]
+pub struct Repeats {
+    /// Records whose key is the one before's (dropped: the last of a run wins).
+    pub records: u64,
+    /// The first few repeated keys, in file order, with (up to five of) their lines.
+    pub examples: Vec<Repeat>,
+}
+
+/// Repeated keys shown, and lines per key: as the staged path's checks show them.
+const REPEAT_EXAMPLES: usize = 5;
+const REPEAT_LINES: usize = 5;
+
 /// Why the comparison stopped before the end of the file.
 #[derive(Debug)]
 pub enum Stop {
-    /// This line's key was not greater than the one before it: the file is not sorted (or
-    /// repeats a key), so the merge join cannot go on.
+    /// This line's key was less than the one before it: the file is not sorted, so the
+    /// merge join cannot go on.
     NotAscending { line: u64 },
     /// Reading the master table failed.
     Master(Error),
@@ -172,6 +192,12 @@ pub struct Comparer {
     master: MasterRows,
     keys: usize,
     prev_key: Vec<u8>,
+    /// First line of the current key's run, and how many records the run has had.
+    run_line: u64,
+    run_len: u64,
+    /// Where the current run's example is, if it got one.
+    run_example: Option<usize>,
+    pub repeats: Repeats,
     /// Stops the reading task (and with it the second connection) when the load ends early.
     _reader: AbortOnDrop,
 }
@@ -182,6 +208,10 @@ impl Comparer {
             master: MasterRows::new(rx),
             keys,
             prev_key: Vec::new(),
+            run_line: 0,
+            run_len: 0,
+            run_example: None,
+            repeats: Repeats::default(),
             _reader: reader,
         }
     }
@@ -190,9 +220,19 @@ impl Comparer {
     /// words included, no field count and no line number).
     pub fn decide(&mut self, fields: &[u8], line: u64) -> Result<Decision, Stop> {
         let key = leading_fields(fields, self.keys);
-        if !self.prev_key.is_empty() && key_order(&self.prev_key, key) != Ordering::Less {
-            return Err(Stop::NotAscending { line });
+        if !self.prev_key.is_empty() {
+            match key_order(&self.prev_key, key) {
+                Ordering::Less => {}
+                Ordering::Equal => {
+                    self.repeated(line);
+                    return Ok(Decision::Stage);
+                }
+                Ordering::Greater => return Err(Stop::NotAscending { line }),
+            }
         }
+        self.run_line = line;
+        self.run_len = 1;
+        self.run_example = None;
         self.prev_key.clear();
         self.prev_key.extend_from_slice(key);
         loop {
@@ -218,6 +258,37 @@ impl Comparer {
     }
 }
 
+impl Comparer {
+    /// Counts a record whose key is the one before's, and notes it in the examples.
+    fn repeated(&mut self, line: u64) {
+        self.repeats.records += 1;
+        self.run_len += 1;
+        let examples = &mut self.repeats.examples;
+        if self.run_len == 2 && examples.len() < REPEAT_EXAMPLES {
+            examples.push(Repeat {
+                key: key_text(&self.prev_key),
+                lines: vec![self.run_line as i64],
+            });
+            self.run_example = Some(examples.len() - 1);
+        }
+        if let Some(e) = self.run_example.and_then(|i| examples.get_mut(i)) {
+            if e.lines.len() < REPEAT_LINES {
+                e.lines.push(line as i64);
+            }
+        }
+    }
+}
+
+/// A key's fields as the staged path's checks show it: the columns' text joined by spaces.
+fn key_text(key: &[u8]) -> String {
+    let mut rest = key;
+    let mut parts = Vec::new();
+    while let Some(f) = next_field(&mut rest) {
+        parts.push(String::from_utf8_lossy(f).into_owned());
+    }
+    parts.join(" ")
+}
+
 struct AbortOnDrop(Option<tokio::task::AbortHandle>);
 
 impl Drop for AbortOnDrop {
@@ -230,15 +301,15 @@ impl Drop for AbortOnDrop {
 
 /// Whether the loader can compare the file with the master table itself: the table has
 /// rows (an empty one has nothing to compare with) and its keys lead the layout and sort
-/// byte-wise, as the file's are compared.
+/// byte-wise, as the file's are compared. `Ok(Err(why))` when it cannot.
 pub async fn applies(
     tx: &tokio_postgres::Transaction<'_>,
     layout: &'static Layout,
-) -> Result<bool, Error> {
+) -> Result<Result<(), String>, Error> {
     let leading = layout.columns.iter().take_while(|c| c.key).count();
     let keys = layout.key_names().len();
     if keys == 0 || leading != keys {
-        return Ok(false);
+        return Ok(Err("the key does not lead the layout".into()));
     }
     let looking = |e: tokio_postgres::Error| db::fail(&format!("looking at {}", layout.table), &e);
     // Two statements, the cheap one first: on an empty table (every fresh load) the
@@ -250,7 +321,10 @@ pub async fn applies(
         .map_err(looking)?
         .get(0);
     if empty {
-        return Ok(false);
+        return Ok(Err(format!(
+            "{} is empty: nothing to compare with",
+            layout.table
+        )));
     }
     let bytewise: Option<bool> = tx
         .query_one(sql::keys_sort_bytewise(layout).as_str(), &[])
@@ -258,23 +332,21 @@ pub async fn applies(
         .map_err(looking)?
         .get(0);
     if bytewise != Some(true) {
-        tracing::info!(
-            table = layout.table,
-            "its key columns do not use collation \"C\"; comparing in the database"
-        );
-        return Ok(false);
+        let why = "its key columns do not use collation \"C\"; comparing in the database";
+        tracing::info!(table = layout.table, "{why}");
+        return Ok(Err(why.into()));
     }
-    Ok(true)
+    Ok(Ok(()))
 }
 
 /// Starts reading the master table in key order on a second connection, under the load
-/// transaction's snapshot, for a table [`applies`] said yes to. `None` means compare in
-/// the database.
+/// transaction's snapshot, for a table [`applies`] said yes to. `Ok(Err(why))` means compare
+/// in the database.
 pub async fn open(
     tx: &tokio_postgres::Transaction<'_>,
     cfg: &DbConfig,
     layout: &'static Layout,
-) -> Result<Option<Comparer>, Error> {
+) -> Result<Result<Comparer, String>, Error> {
     let keys = layout.key_names().len();
     let snapshot: String = tx
         .query_one("SELECT pg_export_snapshot()", &[])
@@ -291,11 +363,11 @@ pub async fn open(
     let reader = match db::connect_second(cfg).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(
-                table = layout.table,
-                "no second connection to read the master table ({e}); comparing in the database"
+            let why = format!(
+                "no second connection to read the master table ({e}); compared in the database"
             );
-            return Ok(None);
+            tracing::warn!(table = layout.table, "{why}");
+            return Ok(Err(why));
         }
     };
     let reading = |e: tokio_postgres::Error| {
@@ -329,7 +401,7 @@ pub async fn open(
     let table = layout.table;
     let task = tokio::spawn(forward(reader, stream, chunks, table));
     tracing::debug!(table, "comparing with the master table in the loader");
-    Ok(Some(Comparer::new(
+    Ok(Ok(Comparer::new(
         keys,
         rx,
         AbortOnDrop(Some(task.abort_handle())),
@@ -456,14 +528,58 @@ mod tests {
     }
 
     #[test]
-    fn a_key_that_does_not_ascend_stops_the_comparison() {
+    fn adjacent_repeats_are_staged_and_counted_and_the_join_goes_on() {
+        let master = [
+            row("000001", "01", Some("a")),
+            row("000002", "01", Some("b")),
+            row("000003", "01", Some("c")),
+        ];
+        let mut c = comparer(&master, 3, 2, 3);
+        let mut d = |r: Vec<u8>, line| c.decide(&r, line).unwrap();
+        use Decision::*;
+        // Unchanged, then amended twice: every later record of the run is staged (the last
+        // one must reach the merge even though the first was unchanged).
+        assert_eq!(d(row("000001", "01", Some("a")), 1), Unchanged);
+        assert_eq!(d(row("000001", "01", Some("x")), 2), Stage);
+        assert_eq!(d(row("000001", "01", Some("a")), 3), Stage);
+        // The join goes on past the run.
+        assert_eq!(d(row("000002", "01", Some("b")), 4), Unchanged);
+        assert_eq!(d(row("000003", "01", Some("C")), 5), Stage);
+        assert_eq!(d(row("000003", "01", Some("c")), 6), Stage);
+        assert_eq!(d(row("000004", "01", None), 7), Stage);
+        assert_eq!(c.repeats.records, 3);
+        let shown: Vec<(&str, &[i64])> = c
+            .repeats
+            .examples
+            .iter()
+            .map(|r| (r.key.as_str(), r.lines.as_slice()))
+            .collect();
+        assert_eq!(
+            shown,
+            [("000001 01", &[1, 2, 3][..]), ("000003 01", &[5, 6][..])]
+        );
+    }
+
+    #[test]
+    fn examples_stop_at_five_keys_of_five_lines() {
+        let mut c = comparer(&[], 3, 2, 4096);
+        let mut line = 0;
+        for k in 0..7 {
+            for _ in 0..8 {
+                line += 1;
+                c.decide(&row(&format!("{k:06}"), "01", None), line)
+                    .unwrap();
+            }
+        }
+        assert_eq!(c.repeats.records, 7 * 7);
+        assert_eq!(c.repeats.examples.len(), 5);
+        assert!(c.repeats.examples.iter().all(|e| e.lines.len() == 5));
+        assert_eq!(c.repeats.examples[1].lines, [9, 10, 11, 12, 13]);
+    }
+
+    #[test]
+    fn a_key_that_goes_backwards_stops_the_comparison() {
         let master = [row("000001", "01", Some("a"))];
-        let mut c = comparer(&master, 3, 2, 5);
-        assert!(c.decide(&row("000002", "01", Some("a")), 1).is_ok());
-        assert!(matches!(
-            c.decide(&row("000002", "01", Some("a")), 2),
-            Err(Stop::NotAscending { line: 2 })
-        ));
         let mut c = comparer(&master, 3, 2, 5);
         assert!(c.decide(&row("000002", "01", None), 1).is_ok());
         assert!(matches!(

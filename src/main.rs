@@ -19,15 +19,17 @@ fn main() {
     let dotenv = Path::new(".env")
         .is_file()
         .then(|| dotenvy::from_path(".env"));
-    let parsed = Args::command().try_get_matches().and_then(|m| {
-        Ok((
-            Args::from_arg_matches(&m)?,
-            Given::from_matches(&m).with_libpq(
-                std::env::vars_os()
-                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-            ),
-        ))
-    });
+    let parsed = Args::command()
+        .try_get_matches_from(cusip_loader::cli::argv(std::env::args_os()))
+        .and_then(|m| {
+            Ok((
+                Args::from_arg_matches(&m)?,
+                Given::from_matches(&m).with_libpq(
+                    std::env::vars_os()
+                        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+                ),
+            ))
+        });
     let (args, given) = match parsed {
         Ok(a) => a,
         Err(e) => {

@@ -43,6 +43,32 @@ pub struct Repeat {
     pub lines: Vec<i64>,
 }
 
+/// Which way a file's rows went into its table (docs/design.md, "The paths of a load").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Path {
+    /// COPY straight into the empty table; its indexes rebuilt and foreign keys re-validated.
+    Direct,
+    /// Staged, then inserted into the empty table with its indexes rebuilt: the direct COPY
+    /// met a repeated key or a missing parent, which staging resolves or names by line.
+    Rebuild,
+    /// Compared with the table in the loader; only the new or changed rows staged and merged.
+    Compared,
+    /// Staged whole, compared and merged in the database.
+    Staged,
+}
+
+impl Path {
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Direct => "direct",
+            Path::Rebuild => "rebuild",
+            Path::Compared => "compared",
+            Path::Staged => "staged",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
     pub name: &'static str,
@@ -74,8 +100,11 @@ pub struct FileReport {
     pub seconds: f64,
     pub mb_per_s: f64,
     pub phases: Vec<Phase>,
-    /// The table was empty and `--initial-load` took the rebuild path.
+    /// The table was empty and its indexes were rebuilt (the direct or rebuild path).
     pub initial_load: bool,
+    /// Which way the rows went in, and why that way.
+    pub path: Option<Path>,
+    pub path_reason: Option<String>,
     pub status: Status,
     pub error: Option<String>,
     /// A rejected file's problems, located (up to the 20 collected).
@@ -104,6 +133,8 @@ impl FileReport {
             mb_per_s: 0.0,
             phases: Vec::new(),
             initial_load: false,
+            path: None,
+            path_reason: None,
             status: Status::NotAttempted,
             error: None,
             problems: Vec::new(),

@@ -241,6 +241,17 @@ pub fn is_empty(l: &Layout) -> String {
     format!("SELECT NOT EXISTS (SELECT 1 FROM {})", l.table)
 }
 
+/// Whether the table is empty, whether the session's role may rebuild it (owns it, or is a
+/// member of the owner with its rights), the owner's name and the role's.
+pub fn emptiness_and_owner(l: &Layout) -> String {
+    format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM {t}), pg_has_role(c.relowner, 'USAGE'), \
+         c.relowner::regrole::text, current_user::text \
+         FROM pg_class c WHERE c.oid = '{t}'::regclass",
+        t = l.table
+    )
+}
+
 /// The exclusive lock an initial load holds while the table has no indexes or foreign
 /// keys: nobody may read a table whose constraints are not in force.
 pub fn lock_exclusive(l: &Layout) -> String {

@@ -538,6 +538,23 @@ fn initial_flags(v: &serde_json::Value) -> Vec<bool> {
         .collect()
 }
 
+/// Each file's path and the reason for it, from the JSON summary.
+fn paths(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let s = |k: &str| {
+                f[k].as_str()
+                    .unwrap_or_else(|| panic!("{k}: {f}"))
+                    .to_string()
+            };
+            (s("path"), s("path_reason"))
+        })
+        .collect()
+}
+
 #[test]
 fn initial_load_gives_the_same_tables_as_the_default_merge() {
     let safe = Db::new("init_safe");
@@ -548,13 +565,33 @@ fn initial_load_gives_the_same_tables_as_the_default_merge() {
     let schema = master_schema(&fast);
     assert!(schema.contains("issue_issuer_fk") && schema.contains("dba_issue_desc_idx"));
 
-    let (code, vs, err) = load(&safe, &day("01-15"));
-    assert_eq!(code, 0, "{err}");
     let mut files = day("01-15");
-    files.push("--initial-load".into());
-    let (code, vf, err) = load(&fast, &files);
+    files.extend(["--initial-load".into(), "never".into()]);
+    let (code, vs, err) = load(&safe, &files);
+    assert_eq!(code, 0, "{err}");
+    // The default (auto) takes the direct path into empty tables the role owns.
+    let (code, vf, err) = load(&fast, &day("01-15"));
     assert_eq!(code, 0, "{err}");
     assert_eq!(initial_flags(&vs), [false; 3]);
+    for ((path, why), table) in paths(&vs).iter().zip(MASTER) {
+        assert_eq!(path, "staged", "{vs}");
+        assert_eq!(
+            why,
+            &format!("{table} is empty, and --initial-load is never")
+        );
+    }
+    for ((path, why), table) in paths(&vf).iter().zip(MASTER) {
+        assert_eq!(path, "direct", "{vf}");
+        assert!(
+            why.starts_with(&format!("{table} is empty and ")) && why.ends_with("owns it"),
+            "{why}"
+        );
+    }
+    assert_eq!(
+        err.matches("direct path: ").count(),
+        3,
+        "the log says which path and why: {err}"
+    );
     assert_eq!(
         initial_flags(&vf),
         [true; 3],
@@ -588,6 +625,10 @@ fn initial_load_gives_the_same_tables_as_the_default_merge() {
     let (code, vf, err) = load(&fast, &files);
     assert_eq!(code, 0, "{err}");
     assert_eq!(initial_flags(&vf), [false; 3]);
+    for (path, why) in paths(&vf) {
+        assert_eq!(path, "compared", "{vf}");
+        assert!(why.starts_with("compared with "), "{why}");
+    }
     for i in 0..3 {
         assert_eq!(counts(&vs, i), counts(&vf, i), "file {i}");
     }
@@ -631,9 +672,38 @@ fn a_failed_initial_load_restores_the_table_with_its_indexes_and_keys() {
         .env("CUSIP_INITIAL_LOAD", "true")
         .arg(&day("01-15")[2]));
     assert_eq!(code, 77, "{err}");
-    assert!(err.contains("own the table"), "{err}");
+    assert!(
+        err.contains("--initial-load always: issue_attribute is empty")
+            && err.contains("needs its owner")
+            && err.contains("use --initial-load auto"),
+        "{err}"
+    );
     assert_eq!(db.snapshot(), before);
     assert_eq!(master_schema(&db), schema);
+
+    // auto (the default) takes the staged path for it instead, and says why.
+    let (code, v, err) = load_as(&db, &role, &day("01-15")[2..]);
+    assert_eq!(code, 0, "{err}");
+    let (path, why) = &paths(&v)[0];
+    assert_eq!(path, "staged", "{v}");
+    assert!(
+        why.starts_with("issue_attribute is empty but owned by ")
+            && why.contains(&format!("and {role} is not a member of that role")),
+        "{why}"
+    );
+    assert_eq!(master_schema(&db), schema);
+    assert_table_matches(&db, "issue_attribute", &day("01-15")[2..]);
+}
+
+/// [`load`] as another role.
+fn load_as(db: &Db, role: &str, files: &[PathBuf]) -> (i32, serde_json::Value, String) {
+    let (code, out, err) = run(db
+        .loader()
+        .env("CUSIP_DB_USER", role)
+        .args(["--output", "json"])
+        .args(files));
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, v, err)
 }
 
 /// The lines of a sample file without its trailer, and the trailer.
@@ -689,7 +759,7 @@ fn an_initial_load_copies_straight_in_unless_a_key_repeats_or_a_parent_is_missin
         for db in [&safe, &fast] {
             assert_eq!(run(db.loader().arg(&d15[0])).0, 0);
         }
-        let (code, vs, err) = load(&safe, std::slice::from_ref(file));
+        let (code, vs, err) = load(&safe, &[file.clone(), "--initial-load=never".into()]);
         assert_eq!(code, 0, "{err}");
         let (code, vf, err) = load(&fast, &[file.clone(), "--initial-load".into()]);
         assert_eq!(code, 0, "{err}");
@@ -697,6 +767,18 @@ fn an_initial_load_copies_straight_in_unless_a_key_repeats_or_a_parent_is_missin
         assert_eq!(counts(&vs, 0), counts(&vf, 0), "{tag}");
         assert_eq!(safe.dump("issue"), fast.dump("issue"), "{tag}");
         assert_eq!(initial_flags(&vf), [true], "{tag}");
+        let (path, why) = &paths(&vf)[0];
+        if repeats > 0 {
+            assert_eq!(path, "rebuild", "{tag}");
+            assert!(
+                why.starts_with("issue is empty and ")
+                    && why.contains(", but ")
+                    && why.contains("23505"),
+                "{why}"
+            );
+        } else {
+            assert_eq!(path, "direct", "{tag}");
+        }
         if repeats > 0 {
             assert!(
                 err.contains("taking the staged path") && err.contains("23505"),
@@ -875,7 +957,7 @@ fn a_file_whose_keys_stop_ascending_is_compared_in_the_database_instead() {
     let (code, v, err) = load(&db, std::slice::from_ref(&swapped));
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains("the keys stop ascending at line 11; comparing in the database instead"),
+        err.contains("the keys go backwards at line 11; compared in the database"),
         "{err}"
     );
     assert!(!err.contains("in the loader:"), "{err}");
@@ -910,4 +992,77 @@ fn with_a_foreign_key_dropped_every_row_is_checked_not_only_the_changed_ones() {
         "{err}"
     );
     assert_eq!(db.snapshot(), before);
+}
+
+#[test]
+fn adjacent_repeats_keep_the_comparison_in_the_loader_with_the_same_counts() {
+    let (dir, d1, d2) = generated_days(500);
+    // The next day's issue file holding a record's amendments right after it, as a day's
+    // successive transactions do: an amendment the record then undoes (line 5), a record
+    // then its amendment (line 20), a record three times over unchanged (line 30).
+    let (recs, trailer) = records_and_trailer(&d2[1]);
+    let amend = |r: &str| {
+        let mut f: Vec<&str> = r.split('|').collect();
+        f[3] = "AMENDED";
+        f.join("|")
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        match i {
+            4 => out.extend([amend(r), r.clone()]),
+            19 => out.extend([r.clone(), amend(r)]),
+            29 => out.extend([r.clone(), r.clone(), r.clone()]),
+            _ => out.push(r.clone()),
+        }
+    }
+    let sub = dir.path().join("repeats");
+    std::fs::create_dir(&sub).unwrap();
+    let file = write(
+        &sub,
+        "CED05-02E.PIP",
+        (out.join("\n") + "\n" + &trailer + "\n").as_bytes(),
+    );
+
+    // Compared in the loader, and the same file where a dropped foreign key makes the
+    // loader stage it whole and resolve the repeats in the database: same counts, same
+    // examples, same table, and the oracle's.
+    let loader = Db::new("rep_loader");
+    let database = Db::new("rep_database");
+    for db in [&loader, &database] {
+        assert_eq!(load(db, &d1[..2]).0, 0);
+    }
+    database.sql("ALTER TABLE issue DROP CONSTRAINT issue_issue_status_fk");
+    let (code, vl, err) = load(&loader, std::slice::from_ref(&file));
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("go backwards"), "{err}");
+    let (path, why) = &paths(&vl)[0];
+    assert_eq!(path, "compared", "{vl}");
+    assert!(why.ends_with(", 4 repeating the key before them"), "{why}");
+    let (code, vd, err) = load(&database, std::slice::from_ref(&file));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(paths(&vd)[0].0, "staged", "{vd}");
+
+    let [records, inserted, updated, unchanged, repeated] = counts(&vl, 0);
+    assert_eq!(records, recs.len() as u64 + 4);
+    assert_eq!(repeated, 4);
+    assert_eq!(inserted + updated + unchanged, records - repeated);
+    assert_eq!(counts(&vl, 0), counts(&vd, 0));
+    let examples = |v: &serde_json::Value| v["files"][0]["repeated_examples"].clone();
+    assert_eq!(examples(&vl), examples(&vd));
+    let lines: Vec<Vec<u64>> = examples(&vl)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_u64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(lines, [vec![5, 6], vec![21, 22], vec![32, 33, 34]]);
+    assert_eq!(loader.dump("issue"), database.dump("issue"));
+    assert_table_matches(&loader, "issue", &[d1[1].clone(), file]);
 }

@@ -124,7 +124,7 @@ pub(super) async fn check(
             grants(&lacking, role).join("; ")
         ));
     }
-    if plan.load.initial_load {
+    if plan.load.initial_load == crate::cli::InitialLoad::Always {
         for t in FileType::ALL {
             let table = t.layout().table;
             // A table it owns, or one that is missing (the schema check says so), is fine
@@ -142,9 +142,10 @@ pub(super) async fn check(
                 .get(0);
             if empty {
                 problems.push(format!(
-                    "--initial-load (CUSIP_INITIAL_LOAD) is set and {table} is empty, so a load \
-                     would take the initial path, which needs the table's owner; {role} does \
-                     not own it: load as the owner, or unset CUSIP_INITIAL_LOAD"
+                    "--initial-load always (CUSIP_INITIAL_LOAD) is set and {table} is empty, so \
+                     a load would take the direct path, which needs the table's owner; {role} \
+                     does not own it: load as the owner, or use auto (the default: the staged \
+                     path for a table the role does not own)"
                 ));
             }
         }

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use super::encode::{RowEncoder, LINE_PREFIX};
-use crate::compare::{Comparer, Decision, Stop};
+use crate::compare::{Comparer, Decision, Repeats, Stop};
 use crate::convert::{self, Encoding, Out};
 use crate::error::Problem;
 use crate::layout::Layout;
@@ -93,6 +93,8 @@ pub struct Produced {
     pub keys_ascending: bool,
     /// The comparison with the master stopped; nothing more was sent and COPY must not end.
     pub stopped: Option<Stop>,
+    /// The keys the comparison saw repeat in adjacent runs (with a comparer only).
+    pub repeats: Option<Repeats>,
 }
 
 /// Reads `src` to the end, sending COPY chunks on `tx` until the first problem, then only
@@ -274,6 +276,7 @@ fn produce_records<R: Read, O: Chunks>(
     }
     p.bytes = reader.offset();
     p.keys_ascending = enc.keys_ascending() && p.records > 0;
+    p.repeats = compare.map(|c| c.repeats);
     progress(p.bytes, p.records);
     if O::KEEPS
         && p.problems.is_empty()

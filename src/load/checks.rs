@@ -7,6 +7,7 @@
 
 use tokio_postgres::Transaction;
 
+use super::stage::Staged;
 use crate::db;
 use crate::error::{Error, Problem, Rejection};
 use crate::layout::Layout;
@@ -34,15 +35,21 @@ pub async fn check(
     tx: &Transaction<'_>,
     input: &Input,
     layout: &Layout,
-    ascending: bool,
+    staged: &Staged,
 ) -> Result<Checked, Error> {
     tx.batch_execute(&sql::analyze_stage(layout))
         .await
         .map_err(|e| db::fail("analysing staging", &e))?;
     let mut checked = Checked::default();
     // Keys seen to ascend cannot repeat: no need to group a million of them to find none.
-    if !ascending {
-        (checked.repeated, checked.repeated_examples) = resolve_repeats(tx, layout).await?;
+    if !staged.ascending {
+        let (repeated, examples) = resolve_repeats(tx, layout).await?;
+        // The comparison saw every record; staging holds only those new or changed (a run's
+        // first record may have been unchanged), so its count is the file's.
+        (checked.repeated, checked.repeated_examples) = match &staged.repeats {
+            Some(r) => (r.records, r.examples.clone()),
+            None => (repeated, examples),
+        };
     }
     let enforced = Enforced::read(tx, layout).await?;
     find_misses(tx, input, layout, Some(&enforced)).await?;

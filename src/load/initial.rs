@@ -1,6 +1,11 @@
-//! The first load into an empty table (`--initial-load`): drop the table's foreign keys and
-//! secondary indexes, put the rows in, rebuild and re-validate, all inside the load's one
-//! transaction under an ACCESS EXCLUSIVE lock.
+//! The first load into an empty table (the direct path, `--initial-load auto|always`): drop
+//! the table's foreign keys and secondary indexes, put the rows in, rebuild and re-validate,
+//! all inside the load's one transaction under an ACCESS EXCLUSIVE lock.
+//!
+//! `auto` takes it when the loading role may: dropping an index or a constraint needs the
+//! table's owner (or a member of the owning role), and a role without that right would only
+//! fail. Readers of the table wait for the commit instead of seeing it empty, which is what
+//! a first load wants anyway.
 //!
 //! Nobody ever sees the table without its constraints, and any failure (including a foreign
 //! key that does not validate) rolls back to the empty table with every index and constraint
@@ -11,6 +16,7 @@ use std::time::Instant;
 use tokio_postgres::Transaction;
 
 use super::stream::{self, Read, Reading, Target};
+use crate::cli::InitialLoad;
 use crate::db;
 use crate::error::{Error, Exit};
 use crate::layout::Layout;
@@ -18,16 +24,80 @@ use crate::source::Input;
 use crate::sql;
 
 /// What the direct path did.
-#[derive(Debug, Clone, Copy)]
-pub struct Direct {
-    pub copy_seconds: f64,
-    pub rebuild_seconds: f64,
+#[derive(Debug, Clone)]
+pub enum Went {
+    /// The file is in, the indexes rebuilt and the foreign keys re-validated.
+    Copied {
+        copy_seconds: f64,
+        rebuild_seconds: f64,
+    },
+    /// Nothing changed; the staged path must load the file, for this reason.
+    Declined(String),
+}
+
+/// Whether a file takes the direct path.
+#[derive(Debug)]
+pub struct Choice {
+    pub direct: bool,
+    /// The table had no row when asked (under the load lock).
+    pub empty: bool,
+    /// For the log and the summary.
+    pub why: String,
+}
+
+/// Decides the path for `layout`'s table under `when`: the direct path for an empty table
+/// the loading role owns (or is a member of the owner of). `always` refuses (77) an empty
+/// table the role cannot rebuild, instead of loading it the slow way unasked.
+pub async fn choose(
+    tx: &Transaction<'_>,
+    layout: &Layout,
+    when: InitialLoad,
+) -> Result<Choice, Error> {
+    let failed = |e: tokio_postgres::Error| db::fail(&format!("looking at {}", layout.table), &e);
+    let row = tx
+        .query_one(sql::emptiness_and_owner(layout).as_str(), &[])
+        .await
+        .map_err(failed)?;
+    let (empty, owned, owner, user): (bool, bool, String, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let table = layout.table;
+    let choice = |direct, why: String| Ok(Choice { direct, empty, why });
+    if !empty {
+        return choice(false, format!("{table} has rows"));
+    }
+    match (when, owned) {
+        (InitialLoad::Never, _) => choice(
+            false,
+            format!("{table} is empty, and --initial-load is never"),
+        ),
+        (_, true) => {
+            let by = if owner == user {
+                format!("{user} owns it")
+            } else {
+                format!("{user} is a member of its owner {owner}")
+            };
+            choice(true, format!("{table} is empty and {by}"))
+        }
+        (InitialLoad::Auto, false) => choice(
+            false,
+            format!(
+                "{table} is empty but owned by {owner}, and {user} is not a member of that \
+                 role (the direct path rebuilds its indexes, which needs the owner)"
+            ),
+        ),
+        (InitialLoad::Always, false) => Err(Error::Denied(format!(
+            "--initial-load always: {table} is empty, and the direct path rebuilds its \
+             indexes, which needs its owner {owner}; {user} is not a member of that role. \
+             Nothing was loaded: load as {owner}, or use --initial-load auto (the staged \
+             path, as {user} may)"
+        ))),
+    }
 }
 
 fn what(layout: &Layout) -> String {
     format!(
-        "the initial load of {} (it needs the role to own the table; without --initial-load \
-         the normal merge needs only INSERT/UPDATE/SELECT)",
+        "the initial load of {} (it needs the role to own the table; with --initial-load \
+         never the staged path needs only INSERT/UPDATE/SELECT)",
         layout.table
     )
 }
@@ -36,16 +106,16 @@ fn what(layout: &Layout) -> String {
 /// secondary indexes dropped, then rebuild and re-validate them. No staging table and no
 /// `INSERT … SELECT`: COPY writes the heap in batches.
 ///
-/// `Ok(None)`, having changed nothing, when the table is not empty, or when the data breaks
-/// an integrity rule the staged path deals with exactly (a repeated key, which it resolves,
-/// or a missing parent or code, which it reports with line numbers). Everything in between
-/// is undone by rolling back to a savepoint; the file is then read again.
+/// [`Went::Declined`], having changed nothing, when the table is not empty, or when the data
+/// breaks an integrity rule the staged path deals with exactly (a repeated key, which it
+/// resolves, or a missing parent or code, which it reports with line numbers). Everything
+/// in between is undone by rolling back to a savepoint; the file is then read again.
 pub async fn direct(
     tx: &Transaction<'_>,
     input: &Input,
     layout: &'static Layout,
     how: Reading<'_>,
-) -> (Read, Result<Option<Direct>, Error>) {
+) -> (Read, Result<Went, Error>) {
     let failed = |e: tokio_postgres::Error| db::fail(&what(layout), &e);
     let undo = |why: String| async move {
         tracing::info!(
@@ -56,6 +126,7 @@ pub async fn direct(
         tx.batch_execute("ROLLBACK TO SAVEPOINT cusip_initial; RELEASE SAVEPOINT cusip_initial")
             .await
             .map_err(|e| db::fail(&what(layout), &e))
+            .map(|()| Went::Declined(why))
     };
     if let Err(e) = tx.batch_execute("SAVEPOINT cusip_initial").await {
         return (Read::default(), Err(failed(e)));
@@ -63,8 +134,10 @@ pub async fn direct(
     let recreate = match detach(tx, layout).await {
         Ok(Some(r)) => r,
         Ok(None) => {
-            let undone = undo(format!("{} is not empty", layout.table)).await;
-            return (Read::default(), undone.map(|()| None));
+            return (
+                Read::default(),
+                undo(format!("{} is not empty", layout.table)).await,
+            );
         }
         Err(e) => return (Read::default(), Err(e)),
     };
@@ -73,7 +146,7 @@ pub async fn direct(
     let (read, copied) = stream::copy_in(tx, input, layout, how, Target::Master, None).await;
     match copied {
         Ok(_) => {}
-        Err(Error::Refused(message)) => return (read, undo(message).await.map(|()| None)),
+        Err(Error::Refused(message)) => return (read, undo(message).await),
         Err(e) => return (read, Err(e)),
     }
     let copy_seconds = t.elapsed().as_secs_f64();
@@ -84,7 +157,7 @@ pub async fn direct(
         if db::classify(&e) != Exit::DataErr {
             return (read, Err(restore_failed(layout, &create, &e)));
         }
-        return (read, undo(db::chain(&e)).await.map(|()| None));
+        return (read, undo(db::chain(&e)).await);
     }
     if let Err(e) = tx.batch_execute("RELEASE SAVEPOINT cusip_initial").await {
         return (read, Err(failed(e)));
@@ -93,10 +166,10 @@ pub async fn direct(
     tracing::info!(file = %input.name, inserted = read.records, seconds = rebuild_seconds, "indexes rebuilt and foreign keys re-validated");
     (
         read,
-        Ok(Some(Direct {
+        Ok(Went::Copied {
             copy_seconds,
             rebuild_seconds,
-        })),
+        }),
     )
 }
 

@@ -20,11 +20,12 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
+use crate::cli::InitialLoad;
 use crate::copy::ParseOptions;
 use crate::db::{self, DbConfig};
 use crate::error::Error;
 use crate::layout::Layout;
-use crate::report::{FileReport, Phase, Status};
+use crate::report::{FileReport, Path, Phase, Status};
 use crate::schema::LOCK_CLASS;
 use crate::source::Input;
 
@@ -41,14 +42,24 @@ pub struct LoadOptions {
     pub progress: bool,
     /// Load even when the journal says this identity was already loaded.
     pub force: bool,
-    /// Use the initial-load path ([`initial`]) for a table that is empty.
-    pub initial_load: bool,
+    /// When an empty table takes the direct path ([`initial`]).
+    pub initial_load: InitialLoad,
 }
 
 /// How an attempt that did not fail ended.
 enum Outcome {
     AlreadyLoaded,
-    Loaded { checked: Checked, merged: Merged },
+    Loaded {
+        checked: Checked,
+        merged: Merged,
+        route: Route,
+    },
+}
+
+/// The path a file took, and why.
+struct Route {
+    path: Path,
+    why: String,
 }
 
 /// What an attempt got as far as, kept even when it fails: the report shows what was read
@@ -105,14 +116,20 @@ pub async fn load_file(
             report.status = Status::AlreadyLoaded;
             report.bytes = input.size.unwrap_or(0);
         }
-        Ok(Outcome::Loaded { checked, merged }) => {
+        Ok(Outcome::Loaded {
+            checked,
+            merged,
+            route,
+        }) => {
+            report.path = Some(route.path);
+            report.path_reason = Some(route.why.clone());
             report.status = Status::Loaded;
             report.repeated = checked.repeated;
             report.repeated_examples = checked.repeated_examples.clone();
             report.inserted = merged.inserted;
             report.updated = merged.updated;
             report.unchanged = merged.unchanged;
-            report.initial_load = merged.initial_load;
+            report.initial_load = matches!(route.path, Path::Direct | Path::Rebuild);
         }
         Err(e) => {
             report.failed(e);
@@ -235,31 +252,58 @@ async fn attempt(
         expect_sha256: input.local_path().map(|_| identity),
     };
 
-    let (checked, merged) = if opts.initial_load {
+    let choice = initial::choose(&tx, layout, opts.initial_load).await?;
+    let (checked, merged, route) = if choice.direct {
         let (read, direct) = initial::direct(&tx, input, layout, how).await;
         trace.read = read;
         match direct? {
-            Some(d) => {
+            initial::Went::Copied {
+                copy_seconds,
+                rebuild_seconds,
+            } => {
                 trace.phases.push(Phase {
                     name: "read+parse+copy",
-                    seconds: d.copy_seconds,
+                    seconds: copy_seconds,
                 });
                 trace.phases.push(Phase {
                     name: "checks",
-                    seconds: d.rebuild_seconds,
+                    seconds: rebuild_seconds,
                 });
                 let merged = Merged {
                     inserted: read.records,
-                    initial_load: true,
                     ..Merged::default()
                 };
-                (Checked::default(), merged)
+                let route = Route {
+                    path: Path::Direct,
+                    why: choice.why,
+                };
+                (Checked::default(), merged, route)
             }
-            None => staged_and_merged(&tx, compare_on, input, layout, how, opts, trace).await?,
+            initial::Went::Declined(declined) => {
+                let (checked, merged, mut route) =
+                    staged_and_merged(&tx, compare_on, input, layout, how, true, trace).await?;
+                if route.path == Path::Rebuild {
+                    route.why = format!("{}, but {declined}", choice.why);
+                }
+                (checked, merged, route)
+            }
         }
     } else {
-        staged_and_merged(&tx, compare_on, input, layout, how, opts, trace).await?
+        let (checked, merged, mut route) =
+            staged_and_merged(&tx, compare_on, input, layout, how, false, trace).await?;
+        if choice.empty {
+            route.why = choice.why;
+        }
+        (checked, merged, route)
     };
+    tracing::info!(
+        file = %input.name,
+        table = layout.table,
+        path = route.path.name(),
+        "{} path: {}",
+        route.path.name(),
+        route.why
+    );
 
     let sha = trace.read.sha256.map(|d| crate::source::hex(&d));
     let sha = sha.as_deref().or(local_sha);
@@ -295,7 +339,11 @@ async fn attempt(
         .map_err(|e| db::fail("writing the load journal", &e))?;
     tx.commit().await.map_err(|e| db::fail("committing", &e))?;
     trace.phase("commit", t);
-    Ok(Outcome::Loaded { checked, merged })
+    Ok(Outcome::Loaded {
+        checked,
+        merged,
+        route,
+    })
 }
 
 /// Logs why a file is skipped.
@@ -331,16 +379,17 @@ fn older(input: &Input, newest: chrono::NaiveDate) -> Error {
     )
 }
 
-/// The staged path: stage (compared in the loader when it can be), check, merge.
+/// The staged path: stage (compared in the loader when it can be), check, merge. With
+/// `rebuild`, an empty table is filled with its indexes dropped and rebuilt.
 async fn staged_and_merged(
     tx: &tokio_postgres::Transaction<'_>,
     compare_on: Option<&DbConfig>,
     input: &Input,
     layout: &'static Layout,
     how: Reading<'_>,
-    opts: &LoadOptions,
+    rebuild: bool,
     trace: &mut Trace,
-) -> Result<(Checked, Merged), Error> {
+) -> Result<(Checked, Merged, Route), Error> {
     let t = Instant::now();
     let (read, staged) = stage::stage(tx, compare_on, input, layout, how).await;
     trace.read = read;
@@ -349,7 +398,7 @@ async fn staged_and_merged(
     tracing::info!(file = %input.name, records = read.records, seconds = t.elapsed().as_secs_f64(), "staged");
 
     let t = Instant::now();
-    let checked = checks::check(tx, input, layout, staged.ascending).await?;
+    let checked = checks::check(tx, input, layout, &staged).await?;
     trace.phase("checks", t);
     tracing::info!(file = %input.name, repeated = checked.repeated, seconds = t.elapsed().as_secs_f64(), "checked");
 
@@ -362,8 +411,7 @@ async fn staged_and_merged(
             .map_err(|e| db::fail("starting the merge", &e))?;
     }
     let distinct = read.records - checked.repeated;
-    let merged = match merge::merge(tx, layout, opts.initial_load, distinct, staged.ascending).await
-    {
+    let merged = match merge::merge(tx, layout, rebuild, distinct, staged.ascending).await {
         Ok(m) => m,
         Err(e) => {
             if checked.deferred && matches!(e, Error::Refused(_)) {
@@ -390,7 +438,18 @@ async fn staged_and_merged(
         seconds = t.elapsed().as_secs_f64(),
         "merged"
     );
-    Ok((checked, merged))
+    let route = if merged.initial_load {
+        Route {
+            path: Path::Rebuild,
+            why: String::new(),
+        }
+    } else {
+        Route {
+            path: staged.path,
+            why: staged.why,
+        }
+    };
+    Ok((checked, merged, route))
 }
 
 /// Parses and checks one file without any database: the same problems and exit codes as a

@@ -11,7 +11,7 @@ use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{CopyInSink, Transaction};
 
-use crate::compare::{Comparer, Stop};
+use crate::compare::{Comparer, Repeats, Stop};
 use crate::convert::Discard;
 use crate::copy::{self, LineMap, ParseOptions, Produced, RowEncoder, CHANNEL_DEPTH};
 use crate::db;
@@ -43,7 +43,7 @@ pub struct Read {
 }
 
 /// What a COPY took.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Copied {
     /// Every key was greater than the one before.
     pub ascending: bool,
@@ -52,6 +52,8 @@ pub struct Copied {
     /// The comparison stopped at this line because the keys stopped ascending; the COPY
     /// was aborted, so the transaction must roll back to before it.
     pub not_ascending: Option<u64>,
+    /// The keys the comparison with the master saw repeat (with a comparer only).
+    pub repeats: Option<Repeats>,
 }
 
 /// How a file is read: parse options, whether to draw a progress bar, and the sha256 a local
@@ -95,6 +97,7 @@ pub async fn copy_in(
                 ascending: false,
                 staged: produced.staged,
                 not_ascending: Some(line),
+                repeats: None,
             }),
         );
     }
@@ -117,6 +120,7 @@ pub async fn copy_in(
             ascending: produced.keys_ascending,
             staged: produced.staged,
             not_ascending: None,
+            repeats: produced.repeats,
         }),
     )
 }
