@@ -40,6 +40,8 @@ mod pg;
 
 use pg::{Cluster, OwnCluster};
 
+/// The fresh date on the staged path: what the default (the direct path) saves.
+const STAGED: &str = "fresh, staged (--initial-load never)";
 /// The variants that measure what one thing costs the loader.
 const NO_SEARCH: &str = "fresh, no search vectors";
 const LANG_FRESH: &str = "fresh, keys in a language collation";
@@ -85,10 +87,10 @@ const SCENARIOS: [Scenario; 7] = [
         same_reference: None,
     },
     Scenario {
-        name: "fresh --initial-load",
+        name: STAGED,
         day: "04-01",
-        flag: Some("--initial-load"),
-        db: "initial",
+        flag: Some("--initial-load=never"),
+        db: "staged",
         same_reference: Some("fresh"),
     },
     Scenario {
@@ -212,6 +214,8 @@ fn ratio(a: f64, b: f64) -> f64 {
 /// One measurement of one side of a scenario.
 #[derive(Default, Clone)]
 struct M {
+    /// The loader's path for the file (direct, rebuild, compared, staged).
+    path: String,
     seconds: f64,
     rows: u64,
     bytes: u64,
@@ -245,6 +249,7 @@ struct Summary {
     /// Phases, name and seconds.
     phases: Vec<(String, f64)>,
     records: Option<u64>,
+    path: String,
 }
 
 fn loader_summary(stdout: &str) -> Summary {
@@ -266,6 +271,7 @@ fn loader_summary(stdout: &str) -> Summary {
         rss_mb: v["peak_rss_mb"].as_f64(),
         phases,
         records: v["files"][0]["records"].as_u64(),
+        path: v["files"][0]["path"].as_str().unwrap_or("-").to_string(),
     }
 }
 
@@ -339,6 +345,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    // BENCH_ONLY=small: only the small date (a minute), to iterate on the fixed cost.
+    let only_small = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "small");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     // The loader and the generator, built next to this example.
     let exe_dir = std::env::current_exe()
@@ -355,7 +363,9 @@ fn main() {
         "build first: cargo build --release --bins --examples"
     );
     let data = root.join(format!("data-{n}"));
-    generate_data(&generator, &data, n);
+    if !only_small {
+        generate_data(&generator, &data, n);
+    }
     let pg = OwnCluster::start_in(Cluster::in_dir(&root.join("pg")), SERVER_SETTINGS);
     let b = Bench {
         root,
@@ -363,6 +373,18 @@ fn main() {
         loader,
         pg,
     };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    if only_small {
+        let small = small_date(&b, &generator);
+        let md = small_tables(&small);
+        println!("machine: {cores} cores\n\n{md}");
+        let json = serde_json::to_string_pretty(&small.json()).expect("serializes");
+        std::fs::write(b.root.join("results-small.json"), json + "\n").unwrap();
+        std::fs::write(b.root.join("results-small.md"), &md).unwrap();
+        return;
+    }
     create_databases(&b);
 
     let (mut rows, phase_rows) = run_scenarios(&b);
@@ -370,6 +392,7 @@ fn main() {
     rows.extend(whole);
     let copy_rounds = copy_phase(&b);
     rows.extend(validate_only_vs_cat(&b));
+    let small = small_date(&b, &generator);
 
     let costs = costs(&rows);
     let md = [
@@ -377,16 +400,231 @@ fn main() {
         phase_table(&phase_rows),
         cost_table(&costs),
         copy_table(&copy_rounds),
+        small_tables(&small),
     ]
     .join("\n");
-    println!(
-        "BENCH_N = {n}; machine: {} cores\n\n{md}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
-    );
-    let json = results_json(&rows, &phase_rows, &costs, &copy_rounds);
+    println!("BENCH_N = {n}; machine: {cores} cores\n\n{md}");
+    let mut json = serde_json::to_value(results_json(&rows, &phase_rows, &costs, &copy_rounds))
+        .expect("the results serialize");
+    if let Some(a) = json.as_array_mut() {
+        a.push(small.json());
+    }
     write_results(&b.root, n, &json, &md);
+}
+
+/// The small date: a next day of a few thousand records (R, E, A), as most business days'
+/// deltas are. It measures the fixed cost of a run, which a large file hides: one loader
+/// process loads the date's three files (as the scheduler runs it), against one psql session
+/// doing the reference's three upserts, in paired runs whose medians are compared. The days
+/// alternate (05-02, then 05-01 again with --force, ...), so every run is a real delta.
+struct Small {
+    issues: u64,
+    records: u64,
+    /// (loader s, reference s) per pair.
+    pairs: Vec<(f64, f64)>,
+    /// Per loader run: the run's own time outside its files, and per file its time outside
+    /// its phases and its phases' sum.
+    runs: Vec<SmallRun>,
+}
+
+struct SmallRun {
+    wall: f64,
+    files: Vec<(String, f64, f64)>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+impl Small {
+    fn medians(&self) -> (f64, f64) {
+        let mut l: Vec<f64> = self.pairs.iter().map(|p| p.0).collect();
+        let mut r: Vec<f64> = self.pairs.iter().map(|p| p.1).collect();
+        (median(&mut l), median(&mut r))
+    }
+
+    /// Medians over the runs: the process outside its files, and per file (by position)
+    /// the time outside its phases and in them.
+    fn where_it_goes(&self) -> (f64, Vec<(String, f64, f64)>) {
+        let mut outside: Vec<f64> = self
+            .runs
+            .iter()
+            .map(|r| r.wall - r.files.iter().map(|f| f.1 + f.2).sum::<f64>())
+            .collect();
+        let files = self.runs.first().map_or(0, |r| r.files.len());
+        let per_file = (0..files)
+            .map(|i| {
+                let mut fixed: Vec<f64> = self.runs.iter().map(|r| r.files[i].1).collect();
+                let mut phases: Vec<f64> = self.runs.iter().map(|r| r.files[i].2).collect();
+                (
+                    self.runs[0].files[i].0.clone(),
+                    median(&mut fixed),
+                    median(&mut phases),
+                )
+            })
+            .collect();
+        (median(&mut outside), per_file)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let (l, r) = self.medians();
+        let (outside, per_file) = self.where_it_goes();
+        serde_json::json!({
+            "small_date": {
+                "issues": self.issues,
+                "records": self.records,
+                "pairs": self.pairs.len(),
+                "loader_median_seconds": ms(l),
+                "reference_median_seconds": ms(r),
+                "ratio": round(ratio(l, r), 3),
+                "loader_outside_files_seconds": ms(outside),
+                "files": per_file.iter().map(|(t, fixed, phases)| serde_json::json!({
+                    "table": t, "outside_phases_seconds": ms(*fixed), "phases_seconds": ms(*phases)
+                })).collect::<Vec<_>>(),
+            }
+        })
+    }
+}
+
+fn small_date(b: &Bench, generator: &Path) -> Small {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let issues = env("BENCH_SMALL_N", 1850);
+    let pairs = env("BENCH_SMALL_PAIRS", 9) as usize;
+    let data = b.root.join(format!("data-small-{issues}"));
+    if !data.join("CED05-02A.PIP").exists() {
+        std::fs::create_dir_all(&data).unwrap();
+        for extra in [
+            &["--date", "05-01"][..],
+            &["--next-of", "05-01", "--date", "05-02"],
+        ] {
+            let ok = Command::new(generator)
+                .args(["--issues", &issues.to_string(), "--seed", "7", "--out"])
+                .arg(&data)
+                .args(extra)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "generator failed");
+        }
+        for d in ["05-01", "05-02"] {
+            for (t, _, _) in TABLES {
+                let f = data.join(format!("CED{d}{t}.PIP"));
+                reference_input(&f, &data.join(format!("ref-{d}{t}.txt")));
+            }
+        }
+    }
+    let files = |d: &str| -> Vec<PathBuf> {
+        TABLES
+            .iter()
+            .map(|(t, _, _)| data.join(format!("CED{d}{t}.PIP")))
+            .collect()
+    };
+    let records: u64 = files("05-02").iter().map(|f| count_records(f)).sum();
+    // The reference's date: one psql session, a transaction per file.
+    let script = |d: &str| -> PathBuf {
+        let text: String = TABLES
+            .iter()
+            .map(|(t, table, keys)| {
+                let cols = FileType::from_name(table)
+                    .or_else(|| FileType::from_name("issue_attr"))
+                    .expect("a type")
+                    .layout()
+                    .column_names();
+                reference_sql(table, keys, &cols, &data.join(format!("ref-{d}{t}.txt")))
+            })
+            .collect();
+        let path = b.root.join(format!("small-ref-{d}.sql"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    for db in ["small_loader", "small_reference"] {
+        b.sql("postgres", &format!("DROP DATABASE IF EXISTS {db}"));
+        b.sql("postgres", &format!("CREATE DATABASE {db}"));
+    }
+    timed(b.loader("small_loader").arg("--init-schema"));
+    let schema =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.sql")).unwrap();
+    let schema_script = b.root.join("schema-small.sql");
+    std::fs::write(
+        &schema_script,
+        format!("SET search_path = public, pg_temp;\n{schema}"),
+    )
+    .unwrap();
+    timed(b.pg().psql("small_reference").arg("-f").arg(&schema_script));
+    timed(b.loader("small_loader").args(files("05-01")));
+    timed(
+        b.pg()
+            .psql("small_reference")
+            .arg("-f")
+            .arg(script("05-01")),
+    );
+
+    let mut out = Small {
+        issues,
+        records,
+        pairs: Vec::new(),
+        runs: Vec::new(),
+    };
+    for i in 0..pairs {
+        let day = if i % 2 == 0 { "05-02" } else { "05-01" };
+        let (ls, stdout) = timed(b.loader("small_loader").args(files(day)).arg("--force"));
+        let (rs, _) = timed(b.pg().psql("small_reference").arg("-f").arg(script(day)));
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
+        let files = v["files"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| {
+                        let secs = f["seconds"].as_f64().unwrap_or(0.0);
+                        let phases: f64 = f["phases"]
+                            .as_array()
+                            .map(|p| p.iter().filter_map(|x| x["seconds"].as_f64()).sum())
+                            .unwrap_or(0.0);
+                        let table = f["type"].as_str().unwrap_or("?").to_string();
+                        (table, secs - phases, phases)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        eprintln!("small date {day}: loader {ls:.3}s, reference {rs:.3}s");
+        out.pairs.push((ls, rs));
+        out.runs.push(SmallRun { wall: ls, files });
+    }
+    out
+}
+
+fn small_tables(s: &Small) -> String {
+    let (l, r) = s.medians();
+    let (outside, per_file) = s.where_it_goes();
+    let mut md = format!(
+        "| small date ({} issues, {} records, R+E+A), medians of {} paired runs | loader s | reference s | ratio |\n|---|---:|---:|---:|\n| one process, the three files | {l:.3} | {r:.3} | {:.2} |\n\n",
+        s.issues,
+        s.records,
+        s.pairs.len(),
+        ratio(l, r)
+    );
+    md.push_str(
+        "| where the loader's small date goes (medians) | outside the phases s | in the phases s |\n|---|---:|---:|\n",
+    );
+    md.push_str(&format!(
+        "| the process outside its files (start, connect, schema check, exit) | {outside:.3} | - |\n"
+    ));
+    for (t, fixed, phases) in &per_file {
+        md.push_str(&format!(
+            "| {t} file (hash, lock, journal, compare set-up / stage+check+merge+commit) | {fixed:.3} | {phases:.3} |\n"
+        ));
+    }
+    md
 }
 
 /// Two days of `n` issues, 04-01 and its next day 04-02, from the project's generator, and
@@ -419,19 +657,19 @@ fn generate_data(generator: &Path, data: &Path, n: u64) {
 
 /// The scenarios' databases, each with the schema as its side applies it.
 ///
-/// loader: every scenario on the default (safe) path; initial: the fresh load again with
-/// --initial-load; reference: the textbook psql upsert; nosearch: the default path without
+/// loader: every scenario on the default path (direct into the empty tables, then compared);
+/// staged: the fresh load again with --initial-load never; reference: the textbook psql upsert; nosearch: the default path without
 /// the search vectors (what they cost); langkeys: keys in a language collation, as in a
 /// database the old service built (what comparing in the database costs).
 fn create_databases(b: &Bench) {
-    for db in ["loader", "initial", "reference", "nosearch"] {
+    for db in ["loader", "staged", "reference", "nosearch"] {
         b.sql("postgres", &format!("CREATE DATABASE {db}"));
     }
     b.sql(
         "postgres",
         "CREATE DATABASE langkeys TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'",
     );
-    for db in ["loader", "initial", "nosearch"] {
+    for db in ["loader", "staged", "nosearch"] {
         timed(b.loader(db).arg("--init-schema"));
     }
     b.sql(
@@ -486,10 +724,10 @@ fn run_scenarios(b: &Bench) -> (Vec<Row>, Vec<PhaseRow>) {
             };
             let (l, phases) = loader_side(b, sc, table, &input);
             phase_rows.push((sc.name, table, phases));
-            if sc.flag == Some("--initial-load") {
+            if sc.name == STAGED {
                 let same = same_rows(b, table, "loader", sc.db);
                 eprintln!(
-                    "{table}: the default path and --initial-load give identical rows: {same}"
+                    "{table}: the direct path and the staged path give identical rows: {same}"
                 );
             }
             // A variant of a scenario is compared with that scenario's reference run.
@@ -521,8 +759,14 @@ fn run_scenarios(b: &Bench) -> (Vec<Row>, Vec<PhaseRow>) {
 fn loader_side(b: &Bench, sc: &Scenario, table: &str, input: &Input) -> (M, Vec<(String, f64)>) {
     let (start, xid) = (lsn(b, sc.db), b.sql(sc.db, "SELECT txid_current()"));
     let (secs, out) = timed(b.loader(sc.db).arg(&input.file).args(sc.flag));
-    let Summary { rss_mb, phases, .. } = loader_summary(&out);
+    let Summary {
+        rss_mb,
+        phases,
+        path,
+        ..
+    } = loader_summary(&out);
     let m = M {
+        path,
         seconds: secs,
         rows: input.records,
         bytes: input.bytes,
@@ -560,6 +804,7 @@ fn reference_side(b: &Bench, day: &str, t: &str, (table, keys): (&str, &str), in
     std::fs::write(&script, reference_sql(table, keys, &cols, &text)).unwrap();
     let (secs, _) = timed(b.pg().psql("reference").arg("-f").arg(&script));
     M {
+        path: "upsert".into(),
         seconds: secs,
         rows: input.records,
         bytes: input.bytes,
@@ -571,7 +816,7 @@ fn reference_side(b: &Bench, day: &str, t: &str, (table, keys): (&str, &str), in
 
 /// The whole date, fresh: the sum over the three files, each way.
 fn whole_date(rows: &[Row]) -> Vec<Row> {
-    ["fresh", "fresh --initial-load"]
+    ["fresh", STAGED]
         .into_iter()
         .map(|scenario| {
             let mut l = M::default();
@@ -588,6 +833,7 @@ fn whole_date(rows: &[Row]) -> Vec<Row> {
                 r.wal += rm.wal;
                 r.written += rm.written;
             }
+            l.path = "-".into();
             Row {
                 scenario,
                 table: "whole date",
@@ -684,10 +930,10 @@ fn copy_rounds_of(b: &Bench, t: &str, table: &'static str, rounds: &Rounds) -> C
         .expect("a PIP file name")
         .layout();
     // The rows the fresh load staged, as the server's binary COPY format, from the database
-    // the --initial-load scenario filled with the same file.
+    // the staged scenario filled with the same file.
     let bin = b.pg().dir.join(format!("stage-{t}.bin"));
     b.sql(
-        "initial",
+        "staged",
         &format!(
             "COPY (SELECT 0::bigint, {} FROM {table} ORDER BY {}) TO '{}' (FORMAT binary)",
             layout.column_names().join(", "),
@@ -698,7 +944,7 @@ fn copy_rounds_of(b: &Bench, t: &str, table: &'static str, rounds: &Rounds) -> C
     let mut r = CopyRound {
         table,
         rows: b
-            .sql("initial", &format!("SELECT count(*) FROM {table}"))
+            .sql("staged", &format!("SELECT count(*) FROM {table}"))
             .parse()
             .unwrap_or(0),
         loader: Vec::new(),
@@ -723,11 +969,12 @@ fn copy_rounds_of(b: &Bench, t: &str, table: &'static str, rounds: &Rounds) -> C
 /// One round of the loader on `file` in the scratch database: its read+parse+copy phase, in
 /// seconds, once it has staged all `rows`.
 fn loader_copy_round(b: &Bench, file: &Path, rows: u64) -> f64 {
-    // --force: the issuer file loads, and the journal would skip it next round.
+    // --force: the issuer file loads, and the journal would skip it next round. Staged, as
+    // the phase measured is staging's (the direct path's COPY is the same stream).
     let out = b
         .loader("copyphase")
         .arg(file)
-        .arg("--force")
+        .args(["--force", "--initial-load=never"])
         .output()
         .unwrap();
     let summary = loader_summary(&String::from_utf8_lossy(&out.stdout));
@@ -833,7 +1080,7 @@ fn costs(rows: &[Row]) -> Vec<Cost> {
 
 fn main_table(rows: &[Row]) -> String {
     let mut md = String::from(
-        "| scenario | table | loader s | reference s | ratio | loader rows/s | loader MB/s | loader peak RSS MB | loader WAL MB | reference WAL MB | loader tuples written | reference tuples written |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| scenario | table | loader path | loader s | reference s | ratio | loader rows/s | loader MB/s | loader peak RSS MB | loader WAL MB | reference WAL MB | loader tuples written | reference tuples written |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for Row {
         scenario: s,
@@ -843,7 +1090,8 @@ fn main_table(rows: &[Row]) -> String {
     } in rows
     {
         md.push_str(&format!(
-            "| {s} | {t} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {} |\n",
+            "| {s} | {t} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {} |\n",
+            l.path,
             l.seconds,
             r.seconds,
             ratio(l.seconds, r.seconds),
@@ -925,6 +1173,7 @@ enum Record<'a> {
     Scenario {
         scenario: &'a str,
         table: &'a str,
+        loader_path: &'a str,
         loader_seconds: f64,
         reference_seconds: f64,
         ratio: f64,
@@ -990,6 +1239,7 @@ fn results_json<'a>(
         Record::Scenario {
             scenario: r.scenario,
             table: r.table,
+            loader_path: &l.path,
             loader_seconds: ms(l.seconds),
             reference_seconds: ms(rf.seconds),
             ratio: round(ratio(l.seconds, rf.seconds), 3),
@@ -1031,7 +1281,7 @@ fn results_json<'a>(
 }
 
 /// `results-N.json` and `results-N.md` under `root`, the run's record beside its data.
-fn write_results(root: &Path, n: u64, json: &[Record], md: &str) {
+fn write_results(root: &Path, n: u64, json: &serde_json::Value, md: &str) {
     let path = root.join(format!("results-{n}.json"));
     let text = serde_json::to_string_pretty(json).expect("the results serialize");
     std::fs::write(&path, text + "\n").unwrap();

@@ -183,8 +183,11 @@ impl<R: Read> RecordReader<R> {
     /// when it is true: when false, everything scanned stays unread, because a `0x1A` line
     /// before more data is a record of its own and must be seen as one.
     ///
-    /// The scanned bytes are kept in the buffer across refills (at most `max_line` of them;
-    /// a longer blank run after a record ending in 0x1A is refused as an over-long line).
+    /// The scanned bytes are kept in the buffer across refills, except whole blank lines at
+    /// their front, which are counted and skipped as `next_record` would skip them: any
+    /// number of blank lines may follow a record ending in 0x1A. What must be kept (lines
+    /// holding 0x1A, records if data follows) is at most `max_line` bytes; a longer run of
+    /// them is refused as an over-long line.
     fn rest_is_blank(&mut self) -> Result<bool, ShapeError> {
         let mut scanned = 0;
         loop {
@@ -192,6 +195,9 @@ impl<R: Read> RecordReader<R> {
             if rest.iter().any(|&b| !matches!(b, b'\n' | b'\r' | SUB)) {
                 return Ok(false);
             }
+            let (cut, lines) = blank_lines(&self.buf[self.start..self.end]);
+            self.start += cut;
+            self.line += lines;
             scanned = self.end - self.start;
             if !self.fill()? {
                 let rest = &self.buf[self.start..self.end];
@@ -252,6 +258,22 @@ impl<R: Read> RecordReader<R> {
             return classify(&mut self.trailer_line, line, &self.buf[s..e]);
         }
     }
+}
+
+/// The length of the whole blank lines (empty, or a lone `\r`) at the front of `bytes`, and
+/// how many there are.
+fn blank_lines(bytes: &[u8]) -> (usize, u64) {
+    let mut cut = 0;
+    let mut lines = 0;
+    for i in memchr::memchr_iter(b'\n', bytes) {
+        let line = &bytes[cut..i];
+        if !(line.is_empty() || line == b"\r") {
+            break;
+        }
+        cut = i + 1;
+        lines += 1;
+    }
+    (cut, lines)
 }
 
 /// Whether a line is the trailer record rather than data.
@@ -388,6 +410,22 @@ mod tests {
     fn data_after_trailer_is_refused() {
         let e = all(b"a\n999999\nb\n", 16).unwrap_err();
         assert!(matches!(e, ShapeError::DataAfterTrailer { line: 3 }), "{e}");
+    }
+
+    #[test]
+    fn any_number_of_blank_lines_may_follow_a_record_ending_in_0x1a() {
+        // Found by tests/props.rs: 0x1A, CR, 65 blank lines, then data, read with a 64-byte
+        // line limit, was refused as an over-long line 2.
+        let mut input = b"\x1a\r".to_vec();
+        input.extend(std::iter::repeat_n(b'\n', 65));
+        input.extend_from_slice(b"|||\n");
+        let (recs, _) = all(&input, 16).unwrap();
+        assert_eq!(recs, vec![(1, "\x1a".into()), (66, "|||".into())]);
+        // And the same run with only blank lines after it: the 0x1A is the end of the file.
+        let mut input = b"a|b\n\x1a".to_vec();
+        input.extend(std::iter::repeat_n(b'\n', 200));
+        let (recs, _) = all(&input, 16).unwrap();
+        assert_eq!(recs, vec![(1, "a|b".into())]);
     }
 
     #[test]
