@@ -201,6 +201,17 @@ pub struct Args {
     #[arg(long, help_heading = "Load")]
     pub force: bool,
 
+    /// A tuning knob, hidden: files smaller than this many bytes are compared with the table
+    /// in the database, not in the loader (docs/performance.md, "Small files").
+    #[arg(
+        long,
+        env = "CUSIP_COMPARE_MIN_BYTES",
+        value_name = "BYTES",
+        default_value_t = crate::load::COMPARE_MIN_BYTES,
+        hide = true
+    )]
+    pub compare_min_bytes: u64,
+
     /// The direct path for a table that is still empty: COPY straight into it with its
     /// secondary indexes and foreign keys dropped, then rebuild and re-validate them, in the
     /// load's one transaction. auto (the default): when the loading role owns the table;

@@ -288,6 +288,7 @@ impl Plan {
                 progress: crate::progress::wanted(args.no_progress),
                 force: args.force,
                 initial_load: args.initial_load,
+                compare_min_bytes: args.compare_min_bytes,
             },
             s3: S3Options {
                 region: args.s3_region.clone(),

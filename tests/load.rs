@@ -1066,3 +1066,37 @@ fn adjacent_repeats_keep_the_comparison_in_the_loader_with_the_same_counts() {
     assert_eq!(loader.dump("issue"), database.dump("issue"));
     assert_table_matches(&loader, "issue", &[d1[1].clone(), file]);
 }
+
+#[test]
+fn a_small_file_is_compared_in_the_database_by_default() {
+    // The test harness compares every file in the loader (CUSIP_COMPARE_MIN_BYTES=0); the
+    // default sends files under a megabyte, such as the sample delta, to the database.
+    let by_default = Db::new("small_default");
+    let in_loader = Db::new("small_in_loader");
+    for db in [&by_default, &in_loader] {
+        assert_eq!(load(db, &day("01-15")).0, 0);
+    }
+    let (code, out, err) = run(by_default
+        .loader()
+        .env_remove("CUSIP_COMPARE_MIN_BYTES")
+        .args(day("01-16"))
+        .args(["--output", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let vd = summary(&out);
+    for (path, why) in paths(&vd) {
+        assert_eq!(path, "staged", "{vd}");
+        assert!(
+            why.starts_with("a small file (") && why.contains("bytes, under 1048576)"),
+            "{why}"
+        );
+    }
+    let (code, vl, err) = load(&in_loader, &day("01-16"));
+    assert_eq!(code, 0, "{err}");
+    assert!(paths(&vl).iter().all(|(p, _)| p == "compared"), "{vl}");
+    for i in 0..3 {
+        assert_eq!(counts(&vd, i), counts(&vl, i), "file {i}");
+    }
+    for t in MASTER {
+        assert_eq!(by_default.dump(t), in_loader.dump(t), "{t}");
+    }
+}

@@ -38,15 +38,16 @@ impl Staged {
 }
 
 /// Stages the file. With `compare_on`, a table that has rows is read on a second connection
-/// of that config and compared with the file in the loader, when that is sound.
+/// of that config and compared with the file in the loader, when that is sound and the file
+/// is at least that many bytes.
 pub async fn stage(
     tx: &Transaction<'_>,
-    compare_on: Option<&DbConfig>,
+    compare_on: Option<(&DbConfig, u64)>,
     input: &Input,
     layout: &'static Layout,
     how: Reading<'_>,
 ) -> (Read, Result<Staged, Error>) {
-    let comparer = match comparer(tx, compare_on, layout).await {
+    let comparer = match comparer(tx, compare_on, input, layout).await {
         Ok(c) => c,
         Err(e) => return (Read::default(), Err(e)),
     };
@@ -71,12 +72,19 @@ pub async fn stage(
 /// `Ok(Err(why))`: compare in the database, for that reason.
 async fn comparer(
     tx: &Transaction<'_>,
-    compare_on: Option<&DbConfig>,
+    compare_on: Option<(&DbConfig, u64)>,
+    input: &Input,
     layout: &'static Layout,
 ) -> Result<Result<Comparer, String>, Error> {
-    let Some(cfg) = compare_on else {
+    let Some((cfg, min_bytes)) = compare_on else {
         return Ok(Err("compared in the database".into()));
     };
+    if let Some(size) = input.size.filter(|&s| s < min_bytes) {
+        return Ok(Err(format!(
+            "a small file ({size} bytes, under {min_bytes}) is compared in the database, \
+             which costs less than a second connection"
+        )));
+    }
     if let Err(why) = compare::applies(tx, layout).await? {
         return Ok(Err(why));
     }

@@ -78,6 +78,10 @@ impl Db {
             .env("CUSIP_DB_NAME", &self.name)
             .env("CUSIP_DB_USER", "postgres")
             .env("CUSIP_DB_CONNECT_RETRY", "0")
+            // The test files are small; the comparison in the loader, which files of a
+            // megabyte and more take, is what most tests are about. One test checks the
+            // default (tests/load.rs, small files).
+            .env("CUSIP_COMPARE_MIN_BYTES", "0")
             .env("RUST_LOG", "info")
             // A directory of its own: a developer's ./.env must not reach the tests.
             .current_dir(loader_cwd())
