@@ -174,6 +174,22 @@ pub fn build_delta(l: &Layout) -> String {
     )
 }
 
+/// The planner's row counts of staging (analysed just before) and of the master table.
+pub fn stage_and_table_sizes(l: &Layout) -> String {
+    format!(
+        "SELECT (SELECT reltuples FROM pg_class WHERE oid = '{STAGE}'::regclass), \
+                (SELECT reltuples FROM pg_class WHERE oid = '{}'::regclass)",
+        l.table
+    )
+}
+
+/// Joins by looking each staged key up in the master's primary key, for the delta of a
+/// staging table much smaller than its master (see `load::merge`), and back.
+pub const KEY_LOOKUPS_ON: &str =
+    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+pub const KEY_LOOKUPS_OFF: &str =
+    "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT";
+
 /// Rewrites the rows whose key exists and whose values differ. Its row count is the number
 /// updated.
 pub fn update_changed(l: &Layout) -> String {

@@ -73,8 +73,24 @@ fn big_next() -> &'static [PathBuf; 3] {
 }
 
 fn spawn(db: &Db, files: &[PathBuf]) -> Child {
+    spawn_with(db, files, &[])
+}
+
+/// The staged path's statements (`cusip_stage`, the merge's `INSERT INTO issue … SELECT`)
+/// run only with `--initial-load never` once the table is empty and the role owns it; the
+/// direct path's are `COPY issue`, `CREATE INDEX` and `ALTER TABLE issue ADD CONSTRAINT`.
+fn path_args(statement: &str) -> &'static [&'static str] {
+    if statement.contains("cusip_stage") || statement == "INSERT INTO issue" {
+        &["--initial-load=never"]
+    } else {
+        &[]
+    }
+}
+
+fn spawn_with(db: &Db, files: &[PathBuf], extra: &[&str]) -> Child {
     db.loader()
         .args(files)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -117,7 +133,7 @@ fn backend_killed_mid_copy_leaves_nothing_and_a_rerun_succeeds() {
     assert_eq!(code, 0, "{err}");
     let before = db.snapshot();
 
-    let mut child = spawn(&db, std::slice::from_ref(&e));
+    let mut child = spawn_with(&db, std::slice::from_ref(&e), path_args("COPY cusip_stage"));
     let pid = wait_for_statement(&db, &mut child, "COPY cusip_stage")
         .expect("COPY was never seen running");
     assert_eq!(
@@ -147,19 +163,23 @@ fn sigterm_mid_load_rolls_back_and_exits_143_promptly() {
     let [r, e, _] = big_set().clone();
     // (statement the backend is seen running, extra delay ms): over COPY, the checks and
     // the merge statement.
-    let plan: [(&str, u64); 5] = [
+    let plan: [(&str, u64); 8] = [
         ("COPY cusip_stage", 0),
         ("COPY cusip_stage", 300),
         ("ANALYZE cusip_stage", 0),
         ("INSERT INTO issue", 0),
         ("INSERT INTO issue", 300),
+        // The direct path, the default into an empty table the role owns.
+        ("COPY issue", 200),
+        ("CREATE INDEX", 0),
+        ("ALTER TABLE issue ADD", 0),
     ];
     let mut faults = 0;
     for (i, (statement, delay)) in plan.iter().enumerate() {
         let db = Db::new(&format!("sigterm{i}"));
         assert_eq!(run(db.loader().arg(&r)).0, 0);
         let before = db.snapshot();
-        let mut child = spawn(&db, std::slice::from_ref(&e));
+        let mut child = spawn_with(&db, std::slice::from_ref(&e), path_args(statement));
         if wait_for_statement(&db, &mut child, statement).is_none() {
             // Too quick to be caught there: the load finished, and must be complete.
             let (code, _, err) = finish(child);
@@ -324,7 +344,7 @@ fn killed_at_any_phase_the_table_is_before_or_complete_and_a_rerun_finishes() {
     let complete = digest(&reference, "issue");
 
     // (statement the backend is seen running, extra delay ms, fault)
-    let plan: [(&str, u64, &str); 14] = [
+    let plan: [(&str, u64, &str); 19] = [
         ("COPY cusip_stage", 0, "kill"),
         ("COPY cusip_stage", 150, "kill"),
         ("COPY cusip_stage", 400, "kill"),
@@ -340,6 +360,13 @@ fn killed_at_any_phase_the_table_is_before_or_complete_and_a_rerun_finishes() {
         ("INSERT INTO issue", 300, "kill"),
         ("INSERT INTO issue", 600, "kill"),
         ("INSERT INTO issue", 100, "terminate"),
+        // The direct path (the default into an empty table the role owns): its COPY, the
+        // index rebuilds and the foreign key's re-validation.
+        ("COPY issue", 0, "kill"),
+        ("COPY issue", 300, "terminate"),
+        ("CREATE INDEX", 0, "kill"),
+        ("CREATE INDEX", 0, "terminate"),
+        ("ALTER TABLE issue ADD", 0, "kill"),
         // The journal write is quick: it is caught when the timing allows.
         ("INSERT INTO load_journal", 0, "kill"),
     ];
@@ -348,7 +375,7 @@ fn killed_at_any_phase_the_table_is_before_or_complete_and_a_rerun_finishes() {
         let db = Db::new(&format!("kill{i}"));
         assert_eq!(run(db.loader().arg(&r)).0, 0);
         let before = digest(&db, "issue");
-        let mut child = spawn(&db, std::slice::from_ref(&e));
+        let mut child = spawn_with(&db, std::slice::from_ref(&e), path_args(statement));
         let Some(pid) = wait_for_statement(&db, &mut child, statement) else {
             // Too quick to be caught in that statement: the load finished; it must be
             // complete.
