@@ -546,7 +546,7 @@ fn start_and_freeze_in_copy(db: &Db, file: &Path) -> Option<(Child, Option<u64>)
         let n = db.sql(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
              AND application_name = 'cusip-loader' AND state = 'active' \
-             AND query LIKE 'COPY cusip_stage%'",
+             AND query LIKE 'COPY %'",
         );
         if n.trim() == "1" {
             break;

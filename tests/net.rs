@@ -169,6 +169,9 @@ impl Running {
     fn spawn(cmd: &mut Command) -> Running {
         let mut child = cmd
             .arg(format!("--net-timeout={NET_TIMEOUT}"))
+            // The paths are frozen in the staged path's statements (COPY cusip_stage, the
+            // merge), which an empty table the role owns would skip by default.
+            .env("CUSIP_INITIAL_LOAD", "never")
             .env(
                 "RUST_LOG",
                 std::env::var("NET_TEST_LOG").unwrap_or_else(|_| "info".into()),

@@ -241,9 +241,15 @@ fn slow_down_throttling_is_retried_on_list_gets_and_parallel_parts() {
 #[test]
 fn errors_past_the_retry_budget_exit_75_write_nothing_and_a_rerun_loads() {
     let db = Db::new("s3fbudget");
-    let old = day("01-15");
     let new = day("01-16");
-    assert_eq!(run(db.loader().args(&old)).0, 0);
+    // Dated 2024-01-15, the day before the bucket's (a file named 01-15 alone would be
+    // the most recent 01-15, which may be after 2024-01-16, and the rerun refused as older).
+    let old = day("01-15");
+    let (code, _, err) = run(db
+        .loader()
+        .args(["--date", "2024-01-15", "--dir"])
+        .arg(testdata("")));
+    assert_eq!(code, 0, "{err}");
     let b = bucket_with("fbudget", &new);
     let before = db.snapshot();
     let by_date = ["--s3-bucket", b.as_str(), "--date", "2024-01-16"];
