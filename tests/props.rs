@@ -30,7 +30,7 @@ use common::*;
 
 #[path = "fuzz/src/reader_model.rs"]
 mod reader_model;
-use reader_model::{model, physical_lines, Item, SUB};
+use reader_model::{model, physical_lines, refused_past_a_0x1a_line, Item, SUB};
 
 const LAYOUTS: [&Layout; 3] = [&ISSUER, &ISSUE, &ISSUE_ATTR];
 const ENCODINGS: [Encoding; 3] = [Encoding::Utf8, Encoding::Latin1, Encoding::Windows1252];
@@ -298,19 +298,9 @@ proptest! {
                 prop_assert_eq!(Some(before), want.get(..before.len()));
                 let len = lines.get(*l as usize - 1).map_or(0, |x| x.len());
                 // Or the reader, looking past a record ending in 0x1A for the end of the
-                // file, had to keep 64 bytes from a line of CR and 0x1A bytes on (blank
-                // lines it skips; see the fuzz target's check_line_limit).
-                let line = lines.get(*l as usize - 1).copied().unwrap_or(&[]);
-                let kept_line = !line.is_empty()
-                    && line != b"\r"
-                    && line.iter().all(|&b| b == b'\r' || b == SUB);
-                let start: usize = lines[..*l as usize - 1].iter().map(|x| x.len() + 1).sum();
-                let run = input[start.min(input.len())..]
-                    .iter()
-                    .take_while(|&&b| matches!(b, b'\n' | b'\r' | SUB))
-                    .count();
+                // file, had to keep 64 bytes from a line of CR and 0x1A bytes on.
                 prop_assert!(
-                    len >= 64 || (kept_line && run >= 64),
+                    len >= 64 || refused_past_a_0x1a_line(&input, *l, 64),
                     "line {} of {} bytes refused as too long", l, len
                 );
             }

@@ -43,12 +43,16 @@ pub async fn check(
     let mut checked = Checked::default();
     // Keys seen to ascend cannot repeat: no need to group a million of them to find none.
     if !staged.ascending {
-        let (repeated, examples) = resolve_repeats(tx, layout).await?;
-        // The comparison saw every record; staging holds only those new or changed (a run's
-        // first record may have been unchanged), so its count is the file's.
         (checked.repeated, checked.repeated_examples) = match &staged.repeats {
-            Some(r) => (r.records, r.examples.clone()),
-            None => (repeated, examples),
+            // The comparison saw every record and counted the repeats; staging holds only
+            // those new or changed (a run's first record may have been unchanged), so here
+            // the superseded rows are only dropped.
+            Some(r) => {
+                group_repeats(tx, layout).await?;
+                drop_superseded(tx, layout).await?;
+                (r.records, r.examples.clone())
+            }
+            None => resolve_repeats(tx, layout).await?,
         };
     }
     let enforced = Enforced::read(tx, layout).await?;
@@ -103,9 +107,7 @@ async fn resolve_repeats(
     layout: &Layout,
 ) -> Result<(u64, Vec<Repeat>), Error> {
     let q = |what: &'static str| move |e: tokio_postgres::Error| db::fail(what, &e);
-    tx.batch_execute(&sql::find_repeats(layout))
-        .await
-        .map_err(q("finding repeated keys"))?;
+    group_repeats(tx, layout).await?;
     let row = tx
         .query_one(sql::count_repeats().as_str(), &[])
         .await
@@ -123,11 +125,24 @@ async fn resolve_repeats(
                 lines: r.get(1),
             });
         }
-        tx.execute(sql::drop_superseded(layout).as_str(), &[])
-            .await
-            .map_err(q("resolving repeated keys"))?;
+        drop_superseded(tx, layout).await?;
     }
     Ok((repeated, examples))
+}
+
+/// Groups the staged keys that occur more than once ([`sql::REPEATS`]).
+async fn group_repeats(tx: &Transaction<'_>, layout: &Layout) -> Result<(), Error> {
+    tx.batch_execute(&sql::find_repeats(layout))
+        .await
+        .map_err(|e| db::fail("finding repeated keys", &e))
+}
+
+/// Keeps only the last staged record of each repeated key.
+async fn drop_superseded(tx: &Transaction<'_>, layout: &Layout) -> Result<(), Error> {
+    tx.execute(sql::drop_superseded(layout).as_str(), &[])
+        .await
+        .map(|_| ())
+        .map_err(|e| db::fail("resolving repeated keys", &e))
 }
 
 /// Staged rows whose parent row or code is missing: refused with their lines.

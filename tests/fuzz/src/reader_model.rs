@@ -71,3 +71,26 @@ pub fn physical_lines(input: &[u8]) -> u64 {
     let lf = input.iter().filter(|&&b| b == b'\n').count() as u64;
     lf + u64::from(!input.is_empty() && !input.ends_with(b"\n"))
 }
+
+/// The one documented exception to "a line is refused as too long only when it is"
+/// (`RecordReader::rest_is_blank`): after a line ending in 0x1A the reader looks on for the
+/// end of the file, skipping blank lines but keeping lines of CR and 0x1A bytes (records, if
+/// data follows), and refuses `max_line` bytes of those as an over-long line, naming the
+/// first line it kept. Whether refusing `line` (1-based) of `input` is that case.
+pub fn refused_past_a_0x1a_line(input: &[u8], line: u64, max_line: usize) -> bool {
+    let lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+    let Some(at) = (line as usize).checked_sub(1) else {
+        return false;
+    };
+    let text = lines.get(at).copied().unwrap_or(&[]);
+    let kept = !text.is_empty() && text != b"\r" && text.iter().all(|&b| b == b'\r' || b == SUB);
+    let start: usize = lines[..at.min(lines.len())]
+        .iter()
+        .map(|x| x.len() + 1)
+        .sum();
+    let run = input[start.min(input.len())..]
+        .iter()
+        .take_while(|&&b| matches!(b, b'\n' | b'\r' | SUB))
+        .count();
+    kept && run >= max_line
+}
