@@ -46,6 +46,11 @@ const STAGED: &str = "fresh, staged (--initial-load never)";
 const NO_SEARCH: &str = "fresh, no search vectors";
 const LANG_FRESH: &str = "fresh, keys in a language collation";
 const LANG_NEXT: &str = "next day, keys in a language collation";
+/// The next day with adjacent repeats (a record and its amendment), on the staged
+/// scenario's database (the same rows as the default's after the fresh date).
+const ADJACENT: &str = "next day, adjacent repeats";
+/// Where the generator puts that day's files, under the data directory.
+const ADJACENT_DIR: &str = "adjacent";
 
 const TABLES: [(&str, &str, &str); 3] = [
     ("R", "issuer", "issuer_num"),
@@ -75,16 +80,19 @@ struct Scenario {
     /// The scenario whose reference run this one is compared with; `None`: run the
     /// reference for it.
     same_reference: Option<&'static str>,
+    /// The files' directory under the data directory, if not the data directory.
+    dir: Option<&'static str>,
 }
 
 /// In this order: a scenario's database holds what the ones before it loaded there.
-const SCENARIOS: [Scenario; 7] = [
+const SCENARIOS: [Scenario; 8] = [
     Scenario {
         name: "fresh",
         day: "04-01",
         flag: None,
         db: "loader",
         same_reference: None,
+        dir: None,
     },
     Scenario {
         name: STAGED,
@@ -92,6 +100,7 @@ const SCENARIOS: [Scenario; 7] = [
         flag: Some("--initial-load=never"),
         db: "staged",
         same_reference: Some("fresh"),
+        dir: None,
     },
     Scenario {
         name: "unchanged",
@@ -99,6 +108,7 @@ const SCENARIOS: [Scenario; 7] = [
         flag: Some("--force"),
         db: "loader",
         same_reference: None,
+        dir: None,
     },
     Scenario {
         name: "next day",
@@ -106,6 +116,7 @@ const SCENARIOS: [Scenario; 7] = [
         flag: None,
         db: "loader",
         same_reference: None,
+        dir: None,
     },
     Scenario {
         name: NO_SEARCH,
@@ -113,6 +124,7 @@ const SCENARIOS: [Scenario; 7] = [
         flag: None,
         db: "nosearch",
         same_reference: Some("fresh"),
+        dir: None,
     },
     Scenario {
         name: LANG_FRESH,
@@ -120,6 +132,7 @@ const SCENARIOS: [Scenario; 7] = [
         flag: None,
         db: "langkeys",
         same_reference: Some("fresh"),
+        dir: None,
     },
     Scenario {
         name: LANG_NEXT,
@@ -127,6 +140,15 @@ const SCENARIOS: [Scenario; 7] = [
         flag: None,
         db: "langkeys",
         same_reference: Some("next day"),
+        dir: None,
+    },
+    Scenario {
+        name: ADJACENT,
+        day: "04-02",
+        flag: None,
+        db: "staged",
+        same_reference: Some("next day"),
+        dir: Some(ADJACENT_DIR),
     },
 ];
 
@@ -630,23 +652,40 @@ fn small_tables(s: &Small) -> String {
 /// Two days of `n` issues, 04-01 and its next day 04-02, from the project's generator, and
 /// the reference's inputs made from them; kept under `data` for the next run of the same N.
 fn generate_data(generator: &Path, data: &Path, n: u64) {
-    if data.join("CED04-02A.PIP").exists() {
-        return;
-    }
-    std::fs::create_dir_all(data).unwrap();
-    eprintln!("generating {n} issues under {}", data.display());
-    let gen = |extra: &[&str]| {
+    let adjacent = data.join(ADJACENT_DIR);
+    let gen = |out: &Path, extra: &[&str]| {
+        std::fs::create_dir_all(out).unwrap();
         let ok = Command::new(generator)
             .args(["--issues", &n.to_string(), "--seed", "42", "--out"])
-            .arg(data)
+            .arg(out)
             .args(extra)
             .status()
             .unwrap()
             .success();
         assert!(ok, "generator failed");
     };
-    gen(&["--date", "04-01"]);
-    gen(&["--next-of", "04-01", "--date", "04-02"]);
+    if !adjacent.join("CED04-02A.PIP").exists() {
+        // The next day again, with an amendment right after about one record in 10 000.
+        gen(
+            &adjacent,
+            &[
+                "--next-of",
+                "04-01",
+                "--date",
+                "04-02",
+                "--repeat-pct",
+                "0.01",
+                "--repeat-where",
+                "adjacent",
+            ],
+        );
+    }
+    if data.join("CED04-02A.PIP").exists() {
+        return;
+    }
+    eprintln!("generating {n} issues under {}", data.display());
+    gen(data, &["--date", "04-01"]);
+    gen(data, &["--next-of", "04-01", "--date", "04-02"]);
     for d in ["04-01", "04-02"] {
         for (t, _, _) in TABLES {
             let f = data.join(format!("CED{d}{t}.PIP"));
@@ -716,7 +755,10 @@ fn run_scenarios(b: &Bench) -> (Vec<Row>, Vec<PhaseRow>) {
     let mut phase_rows: Vec<PhaseRow> = Vec::new();
     for sc in &SCENARIOS {
         for (t, table, keys) in TABLES {
-            let file = b.pip(sc.day, t);
+            let file = match sc.dir {
+                Some(dir) => b.data.join(dir).join(format!("CED{}{t}.PIP", sc.day)),
+                None => b.pip(sc.day, t),
+            };
             let input = Input {
                 bytes: std::fs::metadata(&file).unwrap().len(),
                 records: count_records(&file),
@@ -732,11 +774,21 @@ fn run_scenarios(b: &Bench) -> (Vec<Row>, Vec<PhaseRow>) {
             }
             // A variant of a scenario is compared with that scenario's reference run.
             let r = match sc.same_reference {
-                Some(base) => rows
-                    .iter()
-                    .find(|r| r.scenario == base && r.table == table)
-                    .map(|r| r.reference.clone())
-                    .unwrap_or_default(),
+                Some(base) => {
+                    let base = rows.iter().find(|r| r.scenario == base && r.table == table);
+                    if sc.name == ADJACENT {
+                        if let Some(base) = base {
+                            // Issue 22's target: within 1.2x of the same day without them.
+                            eprintln!(
+                                "{table}: adjacent repeats {:.2}s against {:.2}s without: {:.2}x",
+                                l.seconds,
+                                base.loader.seconds,
+                                ratio(l.seconds, base.loader.seconds)
+                            );
+                        }
+                    }
+                    base.map(|r| r.reference.clone()).unwrap_or_default()
+                }
                 None => reference_side(b, sc.day, t, (table, keys), &input),
             };
             eprintln!(

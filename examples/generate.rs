@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example generate -- --issues N --out DIR [--date MM-DD] [--seed S]
 //!     [--next-of MM-DD [--changed-pct 1.0] [--new-pct 0.5]] [--delta-seed S]
-//!     [--repeat-pct 0 [--repeat-types REA]]
+//!     [--repeat-pct 0 [--repeat-types REA] [--repeat-where end]]
 //! ```
 //!
 //! Writes `CED{date}R.PIP`, `CED{date}E.PIP`, `CED{date}A.PIP` into DIR: N issues, about N/25
@@ -28,7 +28,9 @@
 //! same key with other values (an issuer renamed or moved, an issue's description corrected or
 //! its rate changed, an attribute's payment status changed), as a delivery that repeats keys
 //! does. The loader keeps the last record of a key. The amendments are held in memory until the
-//! end of their file (P % of its records).
+//! end of their file (P % of its records). With `--repeat-where adjacent` each amendment comes
+//! right after its record instead (keys still ascend, with runs of one key), as a day's
+//! transactions sorted by key do.
 //!
 //! Everything is derived from hashes of (seed, issuer index, issue index), so each file is
 //! written in one pass with a `BufWriter`, no per-record allocation and O(1) memory.
@@ -752,6 +754,8 @@ struct Cfg {
     repeat_pct: f64,
     /// Which files get amendments appended (`--repeat-types`).
     repeat_in: [bool; 3],
+    /// Amendments right after their record (`--repeat-where adjacent`), not at the end.
+    repeat_adjacent: bool,
 }
 
 #[derive(Default)]
@@ -1678,7 +1682,7 @@ fn write_issues(
                         write_attr_record(&mut buf, iss, issue_num(code), seed, &f, d, is_new, cfg)
                     }
                 }
-                if is_amendment {
+                if is_amendment && !cfg.repeat_adjacent {
                     o.amendments.push(buf);
                 } else {
                     o.line = buf;
@@ -1699,7 +1703,12 @@ fn write_issuer(cfg: &Cfg, iss: &mut Issuer, o: &mut Out) -> std::io::Result<()>
         iss.amend = true;
         write_issuer_record(&mut buf, iss, cfg, &mut o.desc, &mut o.adl);
         iss.amend = false;
-        o.amendments.push(buf);
+        if cfg.repeat_adjacent {
+            o.line = buf;
+            o.emit()?;
+        } else {
+            o.amendments.push(buf);
+        }
     }
     Ok(())
 }
@@ -1773,14 +1782,15 @@ fn usage() -> ! {
     eprintln!(
         "usage: generate --issues N --out DIR [--date MM-DD] [--seed S]\n\
          \x20               [--next-of MM-DD [--changed-pct 1.0] [--new-pct 0.5]] [--delta-seed S]\n\
-         \x20               [--repeat-pct 0 [--repeat-types REA]]\n\
+         \x20               [--repeat-pct 0 [--repeat-types REA] [--repeat-where end]]\n\
          Writes CED{{date}}R.PIP, CED{{date}}E.PIP, CED{{date}}A.PIP (N issues, ~N/25 issuers,\n\
          one attribute per issue). --date defaults to 01-15, or to the day after --next-of.\n\
          --next-of D regenerates day D's rows from the same seed and writes the next day's\n\
          full files with changed-pct % of rows modified and new-pct % new issues added.\n\
          --delta-seed S picks which rows change, are new and repeat (default: by --seed).\n\
          --repeat-pct P appends amendments of about P % of the records (same key, other\n\
-         values) before the trailer, in the files of --repeat-types."
+         values) before the trailer, in the files of --repeat-types; with --repeat-where\n\
+         adjacent, each right after its record instead."
     );
     std::process::exit(2)
 }
@@ -1797,6 +1807,7 @@ fn main() {
     let (mut changed_pct, mut new_pct) = (1.0f64, 0.5f64);
     let (mut delta_seed, mut repeat_pct, mut repeat_types) =
         (None::<u64>, 0.0f64, "REA".to_string());
+    let mut repeat_where = "end".to_string();
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
@@ -1812,6 +1823,7 @@ fn main() {
             "--delta-seed" => delta_seed = Some(val().parse().unwrap_or_else(|_| usage())),
             "--repeat-pct" => repeat_pct = val().parse().unwrap_or_else(|_| usage()),
             "--repeat-types" => repeat_types = val(),
+            "--repeat-where" => repeat_where = val(),
             "-h" | "--help" => usage(),
             _ => {
                 eprintln!("unknown argument {a}");
@@ -1866,7 +1878,12 @@ fn main() {
         delta_key: delta_seed.map_or(0, |s| splitmix(s ^ 0xD17A)),
         repeat_pct,
         repeat_in: ['R', 'E', 'A'].map(|t| repeat_types.to_ascii_uppercase().contains(t)),
+        repeat_adjacent: repeat_where == "adjacent",
     };
+    if repeat_where != "end" && repeat_where != "adjacent" {
+        eprintln!("--repeat-where takes end or adjacent");
+        std::process::exit(2);
+    }
     if repeat_types.chars().any(|c| !"REAea".contains(c)) {
         eprintln!("--repeat-types takes letters of REA");
         std::process::exit(2);

@@ -250,6 +250,30 @@ fn an_initial_load_into_empty_tables_needs_their_owner() {
     c.env("CUSIP_INITIAL_LOAD", "true");
     let (code, out, err) = run(&mut c);
     assert_eq!(code, 0, "{out}{err}");
+    // An owner needs CREATE on the tables' schema too: the direct path rebuilds indexes.
+    let owner = format!("own_{}", db.name);
+    db.sql(&least_privilege_grants(&owner, &db.name));
+    db.sql(&format!(
+        "ALTER TABLE issuer OWNER TO {owner}; ALTER TABLE issue OWNER TO {owner}; \
+         ALTER TABLE issue_attribute OWNER TO {owner}"
+    ));
+    let create = "needs CREATE on its schema public";
+    let mut c = check(&db);
+    c.env("CUSIP_DB_USER", &owner)
+        .env("CUSIP_INITIAL_LOAD", "true");
+    let (code, out, err) = run(&mut c);
+    assert_eq!(code, 77, "{out}{err}");
+    assert!(
+        line(&out, "rights").contains(create)
+            && out.contains(&format!("GRANT CREATE ON SCHEMA public TO {owner}")),
+        "{out}"
+    );
+    db.sql(&format!("GRANT CREATE ON SCHEMA public TO {owner}"));
+    let mut c = check(&db);
+    c.env("CUSIP_DB_USER", &owner)
+        .env("CUSIP_INITIAL_LOAD", "true");
+    let (_, out, _) = run(&mut c);
+    assert!(!out.contains(create), "{out}");
     let (code, _, err) = run(db.loader().args(day("01-15")));
     assert_eq!(code, 0, "{err}");
     let mut c = check(&db);

@@ -695,6 +695,99 @@ fn a_failed_initial_load_restores_the_table_with_its_indexes_and_keys() {
     assert_table_matches(&db, "issue_attribute", &day("01-15")[2..]);
 }
 
+/// Each master table's primary key constraint, by its OID: a new OID is a rebuilt key.
+fn primary_keys(db: &Db) -> Vec<String> {
+    MASTER
+        .iter()
+        .map(|t| {
+            db.sql(&format!(
+                "SELECT oid FROM pg_constraint WHERE conname = '{t}_pkey'"
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn the_direct_path_rebuilds_a_primary_key_only_when_nothing_would_be_lost() {
+    // Nothing else depends on them: each primary key is dropped and built after the COPY
+    // (a new constraint), with the same definition and the foreign keys that need it.
+    let plain = Db::new("pk_plain");
+    let schema = master_schema(&plain);
+    let before = primary_keys(&plain);
+    let (code, v, err) = load(&plain, &day("01-15"));
+    assert_eq!(code, 0, "{err}");
+    assert!(paths(&v).iter().all(|(p, _)| p == "direct"), "{v}");
+    for (t, (b, a)) in MASTER.iter().zip(before.iter().zip(primary_keys(&plain))) {
+        assert_ne!(b, &a, "{t}'s primary key was rebuilt");
+    }
+    assert_eq!(master_schema(&plain), schema);
+    assert_table_matches(&plain, "issue_attribute", &day("01-15")[2..]);
+
+    // Each key has something a rebuild would lose or that would refuse the drop: a table of
+    // another role refers to issuer's, a view depends on issue's, issue_attribute's has a
+    // comment. All three stay as they are, and the load is the same.
+    let kept = Db::new("pk_kept");
+    let owner = format!("own_{}", kept.name);
+    let other = format!("oth_{}", kept.name);
+    kept.sql(&least_privilege_grants(&owner, &kept.name));
+    kept.script(&format!(
+        "GRANT REFERENCES ON {refs} TO {owner}; \
+         ALTER TABLE issuer OWNER TO {owner}; ALTER TABLE issue OWNER TO {owner}; \
+         ALTER TABLE issue_attribute OWNER TO {owner}; \
+         CREATE ROLE {other}; \
+         CREATE TABLE dba_watch (issuer_num varchar(6) REFERENCES issuer); \
+         ALTER TABLE dba_watch OWNER TO {other}; \
+         CREATE VIEW dba_issue AS SELECT issuer_num, issue_num, issue_desc_1 FROM issue \
+             GROUP BY issuer_num, issue_num; \
+         COMMENT ON CONSTRAINT issue_attribute_pkey ON issue_attribute IS 'one per issue';",
+        refs = REF_TABLES.join(", ")
+    ));
+    let schema = master_schema(&kept);
+    let before = primary_keys(&kept);
+    // An index build needs CREATE on the table's schema too, which PostgreSQL 15 does not
+    // give every role on public: without it the owner's empty tables take the staged path
+    // (auto), or are refused with 77 (always), instead of failing half-way.
+    let snapshot = kept.snapshot();
+    let (code, _, err) = run(kept
+        .loader()
+        .env("CUSIP_DB_USER", &owner)
+        .arg("--initial-load=always")
+        .arg(&day("01-15")[0]));
+    assert_eq!(code, 77, "{err}");
+    assert!(
+        err.contains("needs CREATE on its schema public")
+            && err.contains("GRANT CREATE ON SCHEMA public"),
+        "{err}"
+    );
+    assert_eq!(kept.snapshot(), snapshot);
+    let (code, v, err) = load_as(&kept, &owner, &day("01-15")[..1]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        paths(&v)[0],
+        (
+            "staged".to_string(),
+            format!(
+                "issuer is empty, but {owner} may not create in its schema public (the direct \
+                 path rebuilds its indexes there)"
+            )
+        )
+    );
+    kept.sql("TRUNCATE issuer CASCADE; DELETE FROM load_journal");
+    kept.sql(&format!("GRANT CREATE ON SCHEMA public TO {owner}"));
+    let (code, v, err) = load_as(&kept, &owner, &day("01-15"));
+    assert_eq!(code, 0, "{err}");
+    assert!(paths(&v).iter().all(|(p, _)| p == "direct"), "{v}");
+    assert_eq!(primary_keys(&kept), before, "no primary key was dropped");
+    assert_eq!(master_schema(&kept), schema);
+    assert_eq!(
+        kept.sql("SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint WHERE conname = 'issue_attribute_pkey'").trim(),
+        "one per issue"
+    );
+    for t in MASTER {
+        assert_eq!(plain.dump(t), kept.dump(t), "{t}");
+    }
+}
+
 /// [`load`] as another role.
 fn load_as(db: &Db, role: &str, files: &[PathBuf]) -> (i32, serde_json::Value, String) {
     let (code, out, err) = run(db

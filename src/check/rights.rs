@@ -132,15 +132,35 @@ pub(super) async fn check(
             let unreadable = lacking
                 .iter()
                 .any(|(k, o, p)| *k == "table" && o == table && *p == "SELECT");
-            if unreadable || !found.relations.get(table).is_some_and(|r| !r.mine) {
+            let Some(relation) = found.relations.get(table) else {
+                continue;
+            };
+            if unreadable {
                 continue;
             }
-            let empty: bool = tx
-                .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"), &[])
+            let row = tx
+                .query_one(
+                    &format!(
+                        "SELECT NOT EXISTS (SELECT 1 FROM {table}), \
+                         has_schema_privilege(c.relnamespace, 'CREATE'), \
+                         c.relnamespace::regnamespace::text \
+                         FROM pg_class c WHERE c.oid = '{table}'::regclass"
+                    ),
+                    &[],
+                )
                 .await
-                .map_err(fail)?
-                .get(0);
-            if empty {
+                .map_err(fail)?;
+            let (empty, create, schema): (bool, bool, String) =
+                (row.get(0), row.get(1), row.get(2));
+            if empty && relation.mine && !create {
+                problems.push(format!(
+                    "--initial-load always (CUSIP_INITIAL_LOAD) is set and {table} is empty, so \
+                     a load would take the direct path, which rebuilds its indexes and needs \
+                     CREATE on its schema {schema}; {role} does not have it: GRANT CREATE ON \
+                     SCHEMA {schema} TO {role}, or use auto (the default: the staged path then)"
+                ));
+            }
+            if empty && !relation.mine {
                 problems.push(format!(
                     "--initial-load always (CUSIP_INITIAL_LOAD) is set and {table} is empty, so \
                      a load would take the direct path, which needs the table's owner; {role} \

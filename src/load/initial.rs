@@ -1,6 +1,7 @@
 //! The first load into an empty table (the direct path, `--initial-load auto|always`): drop
-//! the table's foreign keys and secondary indexes, put the rows in, rebuild and re-validate,
-//! all inside the load's one transaction under an ACCESS EXCLUSIVE lock.
+//! the table's foreign keys, secondary indexes and (when nothing else needs it) primary key,
+//! put the rows in, rebuild and re-validate, all inside the load's one transaction under an
+//! ACCESS EXCLUSIVE lock.
 //!
 //! `auto` takes it when the loading role may: dropping an index or a constraint needs the
 //! table's owner (or a member of the owning role), and a role without that right would only
@@ -60,6 +61,9 @@ pub async fn choose(
         .map_err(failed)?;
     let (empty, owned, owner, user): (bool, bool, String, String) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
+    // Rebuilding an index also needs CREATE on the table's schema, which PostgreSQL 15 no
+    // longer grants on `public` to every role.
+    let (create, schema): (bool, String) = (row.get(4), row.get(5));
     let table = layout.table;
     let choice = |direct, why: String| Ok(Choice { direct, empty, why });
     if !empty {
@@ -70,6 +74,19 @@ pub async fn choose(
             false,
             format!("{table} is empty, and --initial-load is never"),
         ),
+        (InitialLoad::Auto, true) if !create => choice(
+            false,
+            format!(
+                "{table} is empty, but {user} may not create in its schema {schema} (the \
+                 direct path rebuilds its indexes there)"
+            ),
+        ),
+        (InitialLoad::Always, true) if !create => Err(Error::Denied(format!(
+            "--initial-load always: {table} is empty, and the direct path rebuilds its \
+             indexes, which needs CREATE on its schema {schema}; {user} does not have it. \
+             Nothing was loaded: GRANT CREATE ON SCHEMA {schema} TO {user}, or use \
+             --initial-load auto (the staged path)"
+        ))),
         (_, true) => {
             let by = if owner == user {
                 format!("{user} owns it")
@@ -196,8 +213,11 @@ pub async fn from_stage(tx: &Transaction<'_>, layout: &Layout, sorted: bool) -> 
     Ok(inserted)
 }
 
-/// Locks the table exclusively and, if it is empty, drops its foreign keys and secondary
-/// indexes, returning the statements that re-create them; `None` if it has rows.
+/// Locks the table exclusively and, if it is empty, drops what [`sql::detachable`] lists
+/// (foreign keys, secondary indexes, the primary key with the foreign keys that refer to
+/// it), returning the statements that re-create them; `None` if it has rows. A key that a
+/// file repeats then fails the primary key's build instead of the COPY, and the file takes
+/// the staged path as before.
 async fn detach(tx: &Transaction<'_>, layout: &Layout) -> Result<Option<Vec<String>>, Error> {
     let failed = |e: tokio_postgres::Error| db::fail(&what(layout), &e);
     tx.batch_execute(&sql::lock_exclusive(layout))
@@ -219,7 +239,8 @@ async fn detach(tx: &Transaction<'_>, layout: &Layout) -> Result<Option<Vec<Stri
         .map_err(failed)?;
     let mut recreate = Vec::with_capacity(detached.len());
     for row in &detached {
-        let (kind, drop, create): (&str, &str, &str) = (row.get(0), row.get(1), row.get(2));
+        let (kind, drop, create, rank): (&str, &str, &str, i32) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
         tracing::debug!(
             table = layout.table,
             kind,
@@ -227,8 +248,11 @@ async fn detach(tx: &Transaction<'_>, layout: &Layout) -> Result<Option<Vec<Stri
             "initial load: detaching"
         );
         tx.batch_execute(drop).await.map_err(failed)?;
-        recreate.push(create.to_string());
+        recreate.push((rank, create.to_string()));
     }
+    // Indexes, then the primary key, then the foreign keys that need it.
+    recreate.sort_by_key(|(rank, _)| *rank);
+    let recreate = recreate.into_iter().map(|(_, create)| create).collect();
     // Index builds sort in memory up to this much, for this transaction only.
     tx.batch_execute("SET LOCAL maintenance_work_mem = '256MB'")
         .await
@@ -236,17 +260,15 @@ async fn detach(tx: &Transaction<'_>, layout: &Layout) -> Result<Option<Vec<Stri
     Ok(Some(recreate))
 }
 
-/// Rebuilds the indexes, then re-adds the foreign keys (each re-validated by one set-based
-/// join instead of a trigger call per row, and able to use the rebuilt indexes). On failure,
-/// the statement that failed and why.
+/// Rebuilds the indexes and the primary key, then re-adds the foreign keys (each re-validated
+/// by one set-based join instead of a trigger call per row, and able to use the rebuilt
+/// indexes). On failure, the statement that failed and why.
 async fn reattach(
     tx: &Transaction<'_>,
     layout: &Layout,
     recreate: &[String],
 ) -> Result<(), (String, tokio_postgres::Error)> {
-    let mut ordered: Vec<&String> = recreate.iter().collect();
-    ordered.sort_by_key(|s| s.starts_with("ALTER"));
-    for create in ordered {
+    for create in recreate {
         tx.batch_execute(create)
             .await
             .map_err(|e| (create.clone(), e))?;
