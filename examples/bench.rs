@@ -51,6 +51,7 @@ const LANG_NEXT: &str = "next day, keys in a language collation";
 const ADJACENT: &str = "next day, adjacent repeats";
 /// Where the generator puts that day's files, under the data directory.
 const ADJACENT_DIR: &str = "adjacent";
+const ADJACENT_DB: &str = "staged";
 
 const TABLES: [(&str, &str, &str); 3] = [
     ("R", "issuer", "issuer_num"),
@@ -60,9 +61,12 @@ const TABLES: [(&str, &str, &str); 3] = [
 
 /// The server's settings beyond the defaults: durability stays on, unlike the tests', since
 /// WAL written and fsynced is part of what a load costs; room for the WAL of a 10 M load, so
-/// that no checkpoint is forced in the middle of one.
+/// that no checkpoint is forced in the middle of one. The plan of every statement over a
+/// second goes to target/bench/pg/server.log (auto_explain without ANALYZE: no cost), to read
+/// what the merge did at 10 M.
 const SERVER_SETTINGS: &str =
-    "-c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=30min";
+    "-c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=30min \
+     -c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=1s";
 
 /// COPY-phase rounds per file: at least this many...
 const COPY_MIN_ROUNDS: usize = 5;
@@ -146,7 +150,7 @@ const SCENARIOS: [Scenario; 8] = [
         name: ADJACENT,
         day: "04-02",
         flag: None,
-        db: "staged",
+        db: ADJACENT_DB,
         same_reference: Some("next day"),
         dir: Some(ADJACENT_DIR),
     },
@@ -368,7 +372,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     // BENCH_ONLY=small: only the small date (a minute), to iterate on the fixed cost.
-    let only_small = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "small");
+    // BENCH_ONLY=date: only the fresh date, the next day and the next day with adjacent
+    // repeats, each against its reference (what the 10 M targets are about, in about a
+    // third of the time and of the disk).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let only_small = only == "small";
+    let only_date = only == "date";
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     // The loader and the generator, built next to this example.
     let exe_dir = std::env::current_exe()
@@ -409,9 +418,21 @@ fn main() {
     }
     create_databases(&b);
 
-    let (mut rows, phase_rows) = run_scenarios(&b);
+    let (mut rows, phase_rows) = run_scenarios(&b, only_date);
     let whole = whole_date(&rows);
     rows.extend(whole);
+    if only_date {
+        let md = [main_table(&rows), phase_table(&phase_rows)].join("\n");
+        println!("BENCH_N = {n}, BENCH_ONLY=date; machine: {cores} cores\n\n{md}");
+        let json = serde_json::to_value(results_json(&rows, &phase_rows, &[], &[]))
+            .expect("the results serialize");
+        write_results(&b.root, &format!("{n}-date"), &json, &md);
+        // The statements' plans (auto_explain), kept after the cluster is removed.
+        let log = b.root.join(format!("server-{n}-date.log"));
+        std::fs::copy(b.pg().dir.join("server.log"), &log).unwrap();
+        eprintln!("wrote {}", log.display());
+        return;
+    }
     let copy_rounds = copy_phase(&b);
     rows.extend(validate_only_vs_cat(&b));
     let small = small_date(&b, &generator);
@@ -431,7 +452,7 @@ fn main() {
     if let Some(a) = json.as_array_mut() {
         a.push(small.json());
     }
-    write_results(&b.root, n, &json, &md);
+    write_results(&b.root, &n.to_string(), &json, &md);
 }
 
 /// The small date: a next day of a few thousand records (R, E, A), as most business days'
@@ -750,10 +771,21 @@ struct Input {
 
 /// Every scenario, table by table: the loader's side, then the reference's (or the run of
 /// the scenario it is compared with). The main table's rows, and the loader's phases.
-fn run_scenarios(b: &Bench) -> (Vec<Row>, Vec<PhaseRow>) {
+fn run_scenarios(b: &Bench, only_date: bool) -> (Vec<Row>, Vec<PhaseRow>) {
     let mut rows: Vec<Row> = Vec::new();
     let mut phase_rows: Vec<PhaseRow> = Vec::new();
     for sc in &SCENARIOS {
+        if only_date && !["fresh", "next day", ADJACENT].contains(&sc.name) {
+            continue;
+        }
+        if only_date && sc.name == "next day" {
+            // The staged scenario is not run: its database becomes a copy of the fresh date's.
+            b.sql("postgres", &format!("DROP DATABASE {}", ADJACENT_DB));
+            b.sql(
+                "postgres",
+                &format!("CREATE DATABASE {ADJACENT_DB} TEMPLATE loader"),
+            );
+        }
         for (t, table, keys) in TABLES {
             let file = match sc.dir {
                 Some(dir) => b.data.join(dir).join(format!("CED{}{t}.PIP", sc.day)),
@@ -868,8 +900,9 @@ fn reference_side(b: &Bench, day: &str, t: &str, (table, keys): (&str, &str), in
 
 /// The whole date, fresh: the sum over the three files, each way.
 fn whole_date(rows: &[Row]) -> Vec<Row> {
-    ["fresh", STAGED]
+    ["fresh", STAGED, "next day", ADJACENT]
         .into_iter()
+        .filter(|scenario| rows.iter().any(|row| row.scenario == *scenario))
         .map(|scenario| {
             let mut l = M::default();
             let mut r = M::default();
@@ -1333,7 +1366,7 @@ fn results_json<'a>(
 }
 
 /// `results-N.json` and `results-N.md` under `root`, the run's record beside its data.
-fn write_results(root: &Path, n: u64, json: &serde_json::Value, md: &str) {
+fn write_results(root: &Path, n: &str, json: &serde_json::Value, md: &str) {
     let path = root.join(format!("results-{n}.json"));
     let text = serde_json::to_string_pretty(json).expect("the results serialize");
     std::fs::write(&path, text + "\n").unwrap();
