@@ -287,14 +287,15 @@ pub fn lock_exclusive(l: &Layout) -> String {
 /// 6.4 s; building it afterwards 0.4 s (docs/performance.md). It is kept when dropping it
 /// could lose something a re-create does not restore, or fail: a view that depends on it,
 /// anything but a foreign key depending on its index, a comment, `CLUSTER` or `REPLICA
-/// IDENTITY` on its index, or a referencing table the role may not alter.
-pub fn detachable(l: &Layout) -> String {
+/// IDENTITY` on its index, or a referencing table the role may not alter; and, without
+/// `with_key`, always (the referencing tables were busy: see [`referencing_tables`]).
+pub fn detachable(l: &Layout, with_key: bool) -> String {
     let t = l.table;
     format!(
         "WITH pk AS (\
              SELECT c.oid, c.conrelid, c.conname, c.conindid FROM pg_constraint c \
              JOIN pg_index i ON i.indexrelid = c.conindid \
-             WHERE c.conrelid = '{t}'::regclass AND c.contype = 'p' \
+             WHERE c.conrelid = '{t}'::regclass AND c.contype = 'p' AND {with_key} \
                AND NOT i.indisclustered AND NOT i.indisreplident \
                AND NOT EXISTS (SELECT 1 FROM pg_description d \
                    WHERE d.objoid IN (c.oid, c.conindid)) \
@@ -331,6 +332,20 @@ pub fn detachable(l: &Layout) -> String {
                  format('ALTER TABLE %s ADD CONSTRAINT %I %s', conrelid::regclass, conname, \
                      pg_get_constraintdef(oid)), 2 FROM pk) d \
          ORDER BY step, drop_sql"
+    )
+}
+
+/// The other tables whose foreign keys refer to the table's primary key, and whether the
+/// role owns each: dropping those keys locks them, so the direct path first tries to lock
+/// them without waiting.
+pub fn referencing_tables(l: &Layout) -> String {
+    format!(
+        "SELECT DISTINCT f.conrelid::regclass::text, pg_has_role(r.relowner, 'USAGE') \
+         FROM pg_constraint f JOIN pg_class r ON r.oid = f.conrelid \
+         JOIN pg_constraint p ON p.conindid = f.conindid \
+         WHERE p.conrelid = '{t}'::regclass AND p.contype = 'p' AND f.contype = 'f' \
+           AND f.conrelid <> '{t}'::regclass ORDER BY 1",
+        t = l.table
     )
 }
 

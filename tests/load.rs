@@ -723,6 +723,51 @@ fn the_direct_path_rebuilds_a_primary_key_only_when_nothing_would_be_lost() {
     assert_eq!(master_schema(&plain), schema);
     assert_table_matches(&plain, "issue_attribute", &day("01-15")[2..]);
 
+    // A session using a referencing table (a consumer's query on issue_attribute) keeps
+    // issue's key in place rather than queueing that table's readers behind the load; the
+    // issuer's key, which only issue refers to, is rebuilt.
+    let busy = Db::new("pk_busy");
+    let before = primary_keys(&busy);
+    let c = cluster();
+    let mut reader = psql_cmd(&c.bin, c.port, &busy.name)
+        .args([
+            "-c",
+            "BEGIN",
+            "-c",
+            "SELECT count(*) FROM issue_attribute",
+            "-c",
+            "SELECT pg_sleep(60)",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let reading = "SELECT count(*) FROM pg_locks WHERE relation = 'issue_attribute'::regclass \
+                   AND mode = 'AccessShareLock' AND granted";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while busy.sql(reading).trim() == "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reader never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (code, v, err) = load(&busy, &day("01-15")[..2]);
+    busy.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep%'",
+    );
+    let _ = reader.wait();
+    assert_eq!(code, 0, "{err}");
+    assert!(paths(&v).iter().all(|(p, _)| p == "direct"), "{v}");
+    assert!(
+        err.contains("a referencing table is in use; the primary key stays in place"),
+        "{err}"
+    );
+    let after = primary_keys(&busy);
+    assert_ne!(before[0], after[0], "issuer's key was rebuilt");
+    assert_eq!(before[1], after[1], "issue's key stayed");
+    assert_eq!(master_schema(&busy), schema);
+
     // Each key has something a rebuild would lose or that would refuse the drop: a table of
     // another role refers to issuer's, a view depends on issue's, issue_attribute's has a
     // comment. All three stay as they are, and the load is the same.

@@ -233,8 +233,9 @@ async fn detach(tx: &Transaction<'_>, layout: &Layout) -> Result<Option<Vec<Stri
     if !empty {
         return Ok(None);
     }
+    let with_key = lock_referencing(tx, layout).await?;
     let detached = tx
-        .query(sql::detachable(layout).as_str(), &[])
+        .query(sql::detachable(layout, with_key).as_str(), &[])
         .await
         .map_err(failed)?;
     let mut recreate = Vec::with_capacity(detached.len());
@@ -258,6 +259,57 @@ async fn detach(tx: &Transaction<'_>, layout: &Layout) -> Result<Option<Vec<Stri
         .await
         .map_err(failed)?;
     Ok(Some(recreate))
+}
+
+/// Locks the tables whose foreign keys refer to the primary key, without waiting: true if
+/// they are all locked (the key may be dropped with those foreign keys). A session using one
+/// of them (a consumer's query, a loader of that file) keeps the key in place instead: waiting
+/// would queue every reader of that table behind the load, and a loader of the referencing
+/// table waiting in turn for this one's table would be a deadlock.
+async fn lock_referencing(tx: &Transaction<'_>, layout: &Layout) -> Result<bool, Error> {
+    let failed = |e: tokio_postgres::Error| db::fail(&what(layout), &e);
+    let rows = tx
+        .query(sql::referencing_tables(layout).as_str(), &[])
+        .await
+        .map_err(failed)?;
+    if rows.is_empty() {
+        return Ok(true);
+    }
+    // One the role does not own keeps the key anyway (`sql::detachable`), and it may not
+    // even lock it.
+    if rows.iter().any(|r| !r.get::<_, bool>(1)) {
+        return Ok(false);
+    }
+    let tables: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    tx.batch_execute("SAVEPOINT cusip_referencing")
+        .await
+        .map_err(failed)?;
+    let lock = format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT",
+        tables.join(", ")
+    );
+    match tx.batch_execute(&lock).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT cusip_referencing")
+                .await
+                .map_err(failed)?;
+            Ok(true)
+        }
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+            tracing::info!(
+                table = layout.table,
+                referencing = %tables.join(", "),
+                "initial load: a referencing table is in use; the primary key stays in place"
+            );
+            tx.batch_execute(
+                "ROLLBACK TO SAVEPOINT cusip_referencing; RELEASE SAVEPOINT cusip_referencing",
+            )
+            .await
+            .map_err(failed)?;
+            Ok(false)
+        }
+        Err(e) => Err(failed(e)),
+    }
 }
 
 /// Rebuilds the indexes and the primary key, then re-adds the foreign keys (each re-validated
