@@ -287,8 +287,8 @@ pub fn lock_exclusive(l: &Layout) -> String {
 /// 6.4 s; building it afterwards 0.4 s (docs/performance.md). It is kept when dropping it
 /// could lose something a re-create does not restore, or fail: a view that depends on it,
 /// anything but a foreign key depending on its index, a comment, `CLUSTER` or `REPLICA
-/// IDENTITY` on its index, or a referencing table the role may not alter; and, without
-/// `with_key`, always (the referencing tables were busy: see [`referencing_tables`]).
+/// IDENTITY` on its index; and, without `with_key`, always (a referencing table the role may
+/// not alter, or one in use: see [`referencing_tables`]).
 pub fn detachable(l: &Layout, with_key: bool) -> String {
     let t = l.table;
     format!(
@@ -306,10 +306,7 @@ pub fn detachable(l: &Layout, with_key: bool) -> String {
                    WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = c.conindid \
                      AND d.deptype = 'n' AND NOT (d.classid = 'pg_constraint'::regclass \
                      AND EXISTS (SELECT 1 FROM pg_constraint f \
-                         WHERE f.oid = d.objid AND f.contype = 'f'))) \
-               AND NOT EXISTS (SELECT 1 FROM pg_constraint f JOIN pg_class r ON r.oid = f.conrelid \
-                   WHERE f.contype = 'f' AND f.conindid = c.conindid \
-                     AND NOT pg_has_role(r.relowner, 'USAGE'))), \
+                         WHERE f.oid = d.objid AND f.contype = 'f')))), \
          fk AS (\
              SELECT oid, conrelid, conname FROM pg_constraint \
              WHERE conrelid = '{t}'::regclass AND contype = 'f' \

@@ -10,6 +10,7 @@ use crate::db;
 use crate::error::Error;
 use crate::layout::FileType;
 use crate::plan::Plan;
+use crate::sql;
 
 /// One privilege a load needs: `(kind, object, privilege)`.
 type Need = (&'static str, String, &'static str);
@@ -139,19 +140,11 @@ pub(super) async fn check(
                 continue;
             }
             let row = tx
-                .query_one(
-                    &format!(
-                        "SELECT NOT EXISTS (SELECT 1 FROM {table}), \
-                         has_schema_privilege(c.relnamespace, 'CREATE'), \
-                         c.relnamespace::regnamespace::text \
-                         FROM pg_class c WHERE c.oid = '{table}'::regclass"
-                    ),
-                    &[],
-                )
+                .query_one(sql::emptiness_and_owner(t.layout()).as_str(), &[])
                 .await
                 .map_err(fail)?;
             let (empty, create, schema): (bool, bool, String) =
-                (row.get(0), row.get(1), row.get(2));
+                (row.get(0), row.get(4), row.get(5));
             if empty && relation.mine && !create {
                 problems.push(format!(
                     "--initial-load always (CUSIP_INITIAL_LOAD) is set and {table} is empty, so \
