@@ -174,11 +174,10 @@ pub fn build_delta(l: &Layout) -> String {
     )
 }
 
-/// The planner's row counts of staging (analysed just before) and of the master table.
-pub fn stage_and_table_sizes(l: &Layout) -> String {
+/// The planner's row count of the master table.
+pub fn table_size(l: &Layout) -> String {
     format!(
-        "SELECT (SELECT reltuples FROM pg_class WHERE oid = '{STAGE}'::regclass), \
-                (SELECT reltuples FROM pg_class WHERE oid = '{}'::regclass)",
+        "SELECT reltuples FROM pg_class WHERE oid = '{}'::regclass",
         l.table
     )
 }

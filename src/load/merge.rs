@@ -23,12 +23,14 @@ pub struct Merged {
     pub initial_load: bool,
 }
 
-/// Writes the staged rows (`distinct` keys, the repeats already resolved) into the master.
+/// Writes the staged rows (`distinct` keys, the repeats already resolved, out of `staged`
+/// rows COPYed) into the master.
 pub async fn merge(
     tx: &Transaction<'_>,
     layout: &Layout,
     initial_load: bool,
     distinct: u64,
+    staged: u64,
     ascending: bool,
 ) -> Result<Merged, Error> {
     let merging =
@@ -65,14 +67,13 @@ pub async fn merge(
     // a next day's new and changed rows), each staged key is looked up in the primary key.
     // Left to itself the planner hashes or sorts the whole table to join it (it guesses
     // five rows a key), which at 10 M rows is most of a next day's merge.
-    let (staged, rows): (f32, f32) = {
-        let r = tx
-            .query_one(sql::stage_and_table_sizes(layout).as_str(), &[])
-            .await
-            .map_err(merging)?;
-        (r.get(0), r.get(1))
-    };
-    let lookups = staged >= 0.0 && staged * LOOKUP_SHARE < rows;
+    // The table's size is the planner's (-1 before its first ANALYZE: then no hint).
+    let rows: f32 = tx
+        .query_one(sql::table_size(layout).as_str(), &[])
+        .await
+        .map_err(merging)?
+        .get(0);
+    let lookups = (staged as f32) * LOOKUP_SHARE < rows;
     if lookups {
         tx.batch_execute(sql::KEY_LOOKUPS_ON)
             .await

@@ -24,6 +24,8 @@ pub struct Staged {
     /// Compared in the loader, or staged whole; and why.
     pub path: Path,
     pub why: String,
+    /// Rows in staging (every record, or only the new and changed ones when compared).
+    pub rows: u64,
 }
 
 impl Staged {
@@ -33,6 +35,7 @@ impl Staged {
             repeats: None,
             path: Path::Staged,
             why,
+            rows: c.staged,
         }
     }
 }
@@ -156,6 +159,7 @@ async fn staged_compared(
             repeats: Some(repeats),
             path: Path::Compared,
             why,
+            rows: copied.staged,
         };
         return (read, Ok(staged));
     };
