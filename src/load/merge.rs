@@ -5,6 +5,7 @@
 use tokio_postgres::Transaction;
 
 use super::initial;
+use super::stage::Staged;
 use crate::db;
 use crate::error::Error;
 use crate::layout::Layout;
@@ -23,16 +24,15 @@ pub struct Merged {
     pub initial_load: bool,
 }
 
-/// Writes the staged rows (`distinct` keys, the repeats already resolved, out of `staged`
-/// rows COPYed) into the master.
+/// Writes the staged rows (`distinct` keys, the repeats already resolved) into the master.
 pub async fn merge(
     tx: &Transaction<'_>,
     layout: &Layout,
     initial_load: bool,
     distinct: u64,
-    staged: u64,
-    ascending: bool,
+    staged: &Staged,
 ) -> Result<Merged, Error> {
+    let ascending = staged.ascending;
     let merging =
         |e: tokio_postgres::Error| db::fail(&format!("merging into {}", layout.table), &e);
     // Under the load lock only a loader writes the table, so an empty table stays empty.
@@ -73,7 +73,7 @@ pub async fn merge(
         .await
         .map_err(merging)?
         .get(0);
-    let lookups = (staged as f32) * LOOKUP_SHARE < rows;
+    let lookups = (staged.rows as f32) * LOOKUP_SHARE < rows;
     if lookups {
         tx.batch_execute(sql::KEY_LOOKUPS_ON)
             .await

@@ -422,19 +422,18 @@ async fn staged_and_merged(
             .map_err(|e| db::fail("starting the merge", &e))?;
     }
     let distinct = read.records - checked.repeated;
-    let merged =
-        match merge::merge(tx, layout, rebuild, distinct, staged.rows, staged.ascending).await {
-            Ok(m) => m,
-            Err(e) => {
-                if checked.deferred && matches!(e, Error::Refused(_)) {
-                    tx.batch_execute("ROLLBACK TO SAVEPOINT cusip_merge")
-                        .await
-                        .map_err(|e| db::fail("undoing the merge", &e))?;
-                    checks::find_misses(tx, input, layout, None).await?;
-                }
-                return Err(e);
+    let merged = match merge::merge(tx, layout, rebuild, distinct, &staged).await {
+        Ok(m) => m,
+        Err(e) => {
+            if checked.deferred && matches!(e, Error::Refused(_)) {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT cusip_merge")
+                    .await
+                    .map_err(|e| db::fail("undoing the merge", &e))?;
+                checks::find_misses(tx, input, layout, None).await?;
             }
-        };
+            return Err(e);
+        }
+    };
     if merged.unchanged + merged.updated + merged.inserted != distinct {
         return Err(Error::Internal(format!(
             "merge counts do not add up: {} unchanged + {} updated + {} inserted != {distinct} distinct keys",
