@@ -2,6 +2,7 @@
 //! COPY, during the merge and during an S3 download ends in exit 75 within twice
 //! `--net-timeout`, rolled back, with a message that says the connection stopped answering,
 //! and a failed journal row; a backend terminated mid-load leaves its failed journal row too.
+//! During the COMMIT it ends 75 within the same bound, saying the commit may have landed.
 //!
 //! The dead path is a forwarder written here, in user space, between the loader and
 //! PostgreSQL (or moto), that can be told to stop passing bytes while it keeps both sockets
@@ -430,6 +431,71 @@ fn a_dead_path_mid_merge_ends_75_within_twice_the_timeout() {
     assert_eq!(db.snapshot(), before, "nothing may be half-loaded");
     assert_eq!(db.count("issue"), 0);
     score("dead network path mid-merge", 1, 1, 1, 0);
+}
+
+/// The path dies while the server runs the COMMIT. tokio-postgres sends a dropped
+/// statement's `Close` and `Sync` in the same write as the `COMMIT`, and their answer comes
+/// back at once: the loader has heard last while the COMMIT's answer is still owed. Counting
+/// by who spoke last, the watchdog then took the idle session for a loader busy elsewhere and
+/// waited for ever (the soak hung so in CI, seed 271441065); counting the protocol's requests
+/// and answers, it sees the answer owed. The COMMIT is made long by a deferred trigger the
+/// test adds to the journal, so that the freeze lands inside it; the commit lands, its
+/// answer is lost, and the message says the commit may have landed. The rerun skips the file.
+#[test]
+fn a_dead_path_while_the_commit_runs_ends_75_within_twice_the_timeout() {
+    let db = Db::new("net_commit");
+    let [r, e, _] = day("01-15").try_into().unwrap();
+    let (code, _, err) = run(db.loader().arg(&r));
+    assert_eq!(code, 0, "{err}");
+    db.script(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.status = 'loaded' THEN PERFORM pg_sleep(1.5); END IF; RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON load_journal \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
+    );
+    let fwd = Forwarder::start(pg_addr());
+    let mut loader = Running::spawn(
+        db.loader()
+            .env("CUSIP_DB_PORT", fwd.port.to_string())
+            .arg(&e),
+    );
+    loader.wait_for_statement(&db, "COMMIT");
+    fwd.freeze();
+    let frozen = Instant::now();
+    let (code, took, err) = loader.finish(frozen);
+    eprintln!(
+        "dead path mid-COMMIT: exit {code} after {took:?} (--net-timeout {NET_TIMEOUT})\n{}",
+        error_line(&err)
+    );
+    assert_eq!(code, 75, "{err}");
+    assert!(took < bound(), "took {took:?}:\n{err}");
+    let line = error_line(&err);
+    let place = format!("127.0.0.1:{}", fwd.port);
+    for must in [
+        place.as_str(),
+        "committing",
+        "stopped answering",
+        "is idle",
+        "may have landed",
+        "rerun is safe",
+    ] {
+        assert!(line.contains(must), "{must:?} missing from: {line}\n{err}");
+    }
+    // The commit landed before its answer was lost: the file is loaded, once.
+    let rows = journal_of(&db, "CED01-15E.PIP");
+    assert_eq!(
+        rows.iter().filter(|(s, _)| s == "loaded").count(),
+        1,
+        "{rows:?}"
+    );
+    drop(fwd);
+    assert!(wait_sessions_gone(&db, Duration::from_secs(30)));
+    let loaded = db.snapshot();
+    let (code, _, err) = run(db.loader().arg(&e));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("already loaded"), "{err}");
+    assert_eq!(db.snapshot(), loaded, "the rerun changes nothing");
+    score("dead network path mid-COMMIT", 1, 1, 1, 0);
 }
 
 /// The path to S3 dies mid-download (new connections too), in both ways an object is

@@ -159,3 +159,78 @@ fn a_database_url_carries_the_connection_and_tls_settings() {
         .args(["--database-url", &wrong]));
     assert_eq!(code, 78, "{err}");
 }
+
+/// Over TLS the socket carries records, so the watchdog's count of the answers owed is kept
+/// above TLS. A path that dies while the server runs the COMMIT (made long by a deferred
+/// trigger the test adds to the journal) leaves the COMMIT's answer owed and the session
+/// idle: exit 75 within twice `--net-timeout`, where counting by who spoke last waited for
+/// ever (`tests/net.rs` has the same without TLS).
+#[test]
+fn a_dead_path_mid_commit_over_tls_ends_75_within_twice_the_timeout() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let db = tls_db("deadcommit");
+    db.script(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.status = 'loaded' THEN PERFORM pg_sleep(1.5); END IF; RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON load_journal \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
+    );
+    let fwd = common::forward::Forwarder::start(([127, 0, 0, 1], cluster().port).into());
+    let net_timeout = Duration::from_secs(2);
+    let mut child = db
+        .loader()
+        .arg(testdata("CED01-15R.PIP"))
+        .env("CUSIP_DB_PORT", fwd.port.to_string())
+        .args(["--sslmode", "require", "--net-timeout", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = pipe.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db
+        .sql(
+            "SELECT count(*) FROM pg_stat_activity JOIN pg_stat_ssl USING (pid) \
+             WHERE datname = current_database() AND application_name = 'cusip-loader' \
+             AND state = 'active' AND ssl AND query LIKE 'COMMIT%'",
+        )
+        .trim()
+        == "0"
+    {
+        assert!(
+            child.try_wait().unwrap().is_none() && Instant::now() < deadline,
+            "the COMMIT was never seen running"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    fwd.freeze();
+    let frozen = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code().unwrap_or(-1);
+        }
+        if frozen.elapsed() > 6 * net_timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "still running {:?} after the path went dead",
+                frozen.elapsed()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = frozen.elapsed();
+    let err = err.join().unwrap();
+    assert_eq!(code, 75, "{err}");
+    assert!(took < 2 * net_timeout, "took {took:?}:\n{err}");
+    assert!(err.contains("stopped answering"), "{err}");
+    assert!(err.contains("may have landed"), "{err}");
+}

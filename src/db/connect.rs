@@ -266,6 +266,13 @@ pub(super) async fn connect_check(cfg: &DbConfig) -> Result<Client, Failure> {
     connect_once(cfg, &tls, Purpose::Check, cfg.brief()).await
 }
 
+/// The TLS connector, with the protocol counted above TLS ([`socket::Counting`]). `NoTls`
+/// needs no such wrapper (the socket counts), and must not get one: it tells tokio-postgres
+/// it cannot do TLS, which the wrapper could not pass on.
+fn counting(tls: &MakeRustlsConnect) -> socket::Counting<MakeRustlsConnect> {
+    socket::Counting(tls.clone())
+}
+
 async fn connect_once(
     cfg: &DbConfig,
     tls: &MakeRustlsConnect,
@@ -277,13 +284,13 @@ async fn connect_once(
             SslMode::Disable => connect_with(cfg, PgSslMode::Disable, NoTls, purpose).await,
             SslMode::Allow => match connect_with(cfg, PgSslMode::Disable, NoTls, purpose).await {
                 Err(e) if wants_tls(&e) => {
-                    connect_with(cfg, PgSslMode::Require, tls.clone(), purpose).await
+                    connect_with(cfg, PgSslMode::Require, counting(tls), purpose).await
                 }
                 other => other,
             },
-            SslMode::Prefer => connect_with(cfg, PgSslMode::Prefer, tls.clone(), purpose).await,
+            SslMode::Prefer => connect_with(cfg, PgSslMode::Prefer, counting(tls), purpose).await,
             SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-                connect_with(cfg, PgSslMode::Require, tls.clone(), purpose).await
+                connect_with(cfg, PgSslMode::Require, counting(tls), purpose).await
             }
         }
     };

@@ -101,6 +101,26 @@ pub fn fail(what: &str, e: &tokio_postgres::Error) -> Error {
     Error::with_exit(exit, message)
 }
 
+/// Wraps a failure of the load's `COMMIT`. When the connection was lost on it (a path that
+/// died mid-commit), nobody can say from here whether the server committed before its answer
+/// was lost: the message says so, instead of "nothing was committed". The rerun is safe
+/// either way, since a file that loaded is skipped.
+pub fn fail_commit(e: &tokio_postgres::Error) -> Error {
+    if classify(e) != Exit::TempFail || e.code().is_some() || out_of_space(e) {
+        return fail("committing", e);
+    }
+    let why = super::watch::lost()
+        .unwrap_or_else(|| format!("{} (the connection to the database was lost)", chain(e)));
+    Error::with_exit(
+        Exit::TempFail,
+        format!(
+            "committing: {why}; the commit may have landed before its answer was lost \
+             (load_journal shows whether it did), and a rerun is safe: a file that loaded is \
+             skipped"
+        ),
+    )
+}
+
 /// The error means the connection itself is gone (closed, broken, or ended by the server),
 /// as opposed to a statement the server refused on a connection that still works.
 pub fn lost_connection(e: &tokio_postgres::Error) -> bool {

@@ -10,6 +10,7 @@
 //! it, and it is handed to `Config::connect_raw` inside a [`Watched`] stream that keeps
 //! [`Progress`] for the watchdog ([`super::watch`]).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,9 +19,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
+use super::wire::{Owed, Wire};
 use super::DbConfig;
 
 /// A TCP connection, or a Unix socket when the host is a directory (as libpq reads it).
@@ -36,11 +40,8 @@ pub struct Progress {
     origin: Instant,
     last_read: AtomicU64,
     last_write: AtomicU64,
-    /// Which came last, a read or a write: an order, not a time (a request can follow the
-    /// previous answer within the same millisecond).
-    events: AtomicU64,
-    last_read_event: AtomicU64,
-    last_write_event: AtomicU64,
+    /// The answers the loader waits for, counted from the protocol ([`super::wire`]).
+    owed: Owed,
     /// The connection asked for bytes from the server and has none yet.
     read_pending: AtomicBool,
     /// Since when (0: not) the connection has had bytes to send that the socket would not
@@ -54,9 +55,7 @@ impl Progress {
             origin: Instant::now(),
             last_read: AtomicU64::new(0),
             last_write: AtomicU64::new(0),
-            events: AtomicU64::new(0),
-            last_read_event: AtomicU64::new(0),
-            last_write_event: AtomicU64::new(0),
+            owed: Owed::default(),
             read_pending: AtomicBool::new(false),
             write_pending_since: AtomicU64::new(0),
         }
@@ -76,13 +75,10 @@ impl Progress {
         Duration::from_millis(self.now().saturating_sub(last))
     }
 
-    /// The loader sent something after the last byte it received: it is owed an answer.
-    pub fn spoke_last(&self) -> bool {
-        self.last_write_event.load(Ordering::Relaxed) > self.last_read_event.load(Ordering::Relaxed)
-    }
-
-    fn event(&self) -> u64 {
-        self.events.fetch_add(1, Ordering::Relaxed) + 1
+    /// The loader waits for an answer on this connection: a request of its own is out and
+    /// unanswered.
+    pub fn owed(&self) -> bool {
+        self.owed.any()
     }
 
     /// The connection is waiting for bytes from the server (not held back by a slow reader
@@ -104,6 +100,8 @@ impl Progress {
 pub struct Watched {
     inner: Stream,
     progress: Arc<Progress>,
+    /// The plaintext protocol's framing, until TLS takes the socket over.
+    wire: Wire,
 }
 
 impl Watched {
@@ -158,6 +156,7 @@ pub async fn open(cfg: &DbConfig) -> io::Result<Watched> {
     Ok(Watched {
         inner,
         progress: Arc::new(Progress::new()),
+        wire: Wire::default(),
     })
 }
 
@@ -180,7 +179,7 @@ impl AsyncRead for Watched {
                 p.read_pending.store(false, Ordering::Relaxed);
                 if result.is_ok() && buf.filled().len() > before {
                     p.last_read.store(p.now(), Ordering::Relaxed);
-                    p.last_read_event.store(p.event(), Ordering::Relaxed);
+                    this.wire.got(&buf.filled()[before..], &p.owed);
                 }
             }
         }
@@ -189,8 +188,22 @@ impl AsyncRead for Watched {
 }
 
 impl Watched {
-    fn wrote(&self, polled: &Poll<io::Result<usize>>) {
+    /// Keeps the times and counts the protocol for a write of `bufs` that `polled` says how
+    /// much of was taken.
+    fn wrote<'a>(
+        &mut self,
+        polled: &Poll<io::Result<usize>>,
+        bufs: impl IntoIterator<Item = &'a [u8]>,
+    ) {
         let p = &self.progress;
+        if let Poll::Ready(Ok(n)) = polled {
+            let mut left = *n;
+            for b in bufs {
+                let take = left.min(b.len());
+                self.wire.sent(&b[..take], &p.owed);
+                left -= take;
+            }
+        }
         match polled {
             Poll::Pending => {
                 let _ = p.write_pending_since.compare_exchange(
@@ -203,7 +216,6 @@ impl Watched {
             Poll::Ready(Ok(n)) if *n > 0 => {
                 p.write_pending_since.store(0, Ordering::Relaxed);
                 p.last_write.store(p.now(), Ordering::Relaxed);
-                p.last_write_event.store(p.event(), Ordering::Relaxed);
             }
             Poll::Ready(_) => p.write_pending_since.store(0, Ordering::Relaxed),
         }
@@ -220,7 +232,7 @@ impl AsyncWrite for Watched {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         };
-        self.wrote(&polled);
+        self.wrote(&polled, [buf]);
         polled
     }
 
@@ -233,7 +245,7 @@ impl AsyncWrite for Watched {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         };
-        self.wrote(&polled);
+        self.wrote(&polled, bufs.iter().map(|b| &**b));
         polled
     }
 
@@ -259,12 +271,118 @@ impl AsyncWrite for Watched {
     }
 }
 
+/// A TLS connector for a [`Watched`] socket: once TLS is up the socket carries records, so
+/// the protocol is counted above TLS instead, by the [`Counted`] stream it hands out.
+pub struct Counting<M>(pub M);
+
+impl<M> MakeTlsConnect<Watched> for Counting<M>
+where
+    M: MakeTlsConnect<Watched>,
+    <M::TlsConnect as TlsConnect<Watched>>::Future: Send + 'static,
+    M::Stream: Send,
+    <M::TlsConnect as TlsConnect<Watched>>::Error: Send,
+{
+    type Stream = Counted<M::Stream>;
+    type TlsConnect = CountingConnect<M::TlsConnect>;
+    type Error = M::Error;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<Self::TlsConnect, Self::Error> {
+        self.0.make_tls_connect(domain).map(CountingConnect)
+    }
+}
+
+/// [`Counting`]'s connector for one connection.
+pub struct CountingConnect<C>(C);
+
+type Handshake<S, E> = Pin<Box<dyn Future<Output = Result<S, E>> + Send>>;
+
+impl<C> TlsConnect<Watched> for CountingConnect<C>
+where
+    C: TlsConnect<Watched>,
+    C::Future: Send + 'static,
+    C::Stream: Send,
+    C::Error: Send,
+{
+    type Stream = Counted<C::Stream>;
+    type Error = C::Error;
+    type Future = Handshake<Counted<C::Stream>, C::Error>;
+
+    fn connect(self, mut stream: Watched) -> Self::Future {
+        // Whether the SSLRequest came first or TLS is direct, the socket's bytes are records
+        // from here on.
+        stream.wire.stop();
+        let progress = stream.progress();
+        let handshake = self.0.connect(stream);
+        Box::pin(async move {
+            Ok(Counted {
+                inner: handshake.await?,
+                progress,
+                wire: Wire::default(),
+            })
+        })
+    }
+}
+
+/// A TLS stream over a [`Watched`] socket, counting the protocol's requests and answers in
+/// its plaintext.
+pub struct Counted<S> {
+    inner: S,
+    progress: Arc<Progress>,
+    wire: Wire,
+}
+
+impl<S: TlsStream + Unpin> TlsStream for Counted<S> {
+    fn channel_binding(&self) -> ChannelBinding {
+        self.inner.channel_binding()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            this.wire.got(&buf.filled()[before..], &this.progress.owed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.wire
+                .sent(&buf[..n.min(buf.len())], &this.progress.owed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Progress as the watchdog reads it, over a real socket pair: who spoke last, and
+    /// Progress as the watchdog reads it, over a real socket pair: the answers owed, and
     /// quiet time that starts again with every byte.
     #[tokio::test]
     async fn progress_follows_the_bytes() {
@@ -288,16 +406,51 @@ mod tests {
         let mut ours = ours.unwrap();
         let (mut theirs, _) = accepted.unwrap();
         let p = ours.progress();
-        assert!(!p.spoke_last());
-        ours.write_all(b"Q").await.unwrap();
-        assert!(p.spoke_last());
+        // A typed message: type, length, body.
+        let msg = |t: u8, body: &[u8]| {
+            let mut m = vec![t];
+            m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+            m.extend_from_slice(body);
+            m
+        };
+        let mut startup = 16u32.to_be_bytes().to_vec();
+        startup.extend_from_slice(&196_608u32.to_be_bytes());
+        startup.extend_from_slice(b"user\0u\0\0");
+        assert!(!p.owed());
+        ours.write_all(&startup).await.unwrap();
+        assert!(p.owed(), "the startup is answered by a ReadyForQuery");
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(p.quiet() >= Duration::from_millis(30));
-        theirs.write_all(b"Z").await.unwrap();
-        let mut b = [0u8; 1];
+        theirs.write_all(&msg(b'Z', b"I")).await.unwrap();
+        let mut b = [0u8; 6];
         ours.read_exact(&mut b).await.unwrap();
-        assert!(!p.spoke_last());
+        assert!(!p.owed());
         assert!(p.quiet() < Duration::from_millis(30));
+        // A dropped statement's Close and Sync, and a COMMIT, in one vectored write; the
+        // Close's answer comes first, and the COMMIT's is still owed after it.
+        let close = [msg(b'C', b"Ss1\0"), msg(b'S', b"")].concat();
+        let commit = msg(b'Q', b"COMMIT\0");
+        let slices = [io::IoSlice::new(&close), io::IoSlice::new(&commit)];
+        let n = ours.write_vectored(&slices).await.unwrap();
+        ours.write_all(&[close.clone(), commit.clone()].concat()[n..])
+            .await
+            .unwrap();
+        let mut seen = vec![0u8; close.len() + commit.len()];
+        theirs.read_exact(&mut seen).await.unwrap();
+        theirs
+            .write_all(&[msg(b'3', b""), msg(b'Z', b"T")].concat())
+            .await
+            .unwrap();
+        let mut b = [0u8; 11];
+        ours.read_exact(&mut b).await.unwrap();
+        assert!(p.owed(), "the COMMIT's answer is owed");
+        theirs
+            .write_all(&[msg(b'C', b"COMMIT\0"), msg(b'Z', b"I")].concat())
+            .await
+            .unwrap();
+        let mut b = [0u8; 18];
+        ours.read_exact(&mut b).await.unwrap();
+        assert!(!p.owed());
         assert_eq!(p.write_stuck(), Duration::ZERO);
     }
 }

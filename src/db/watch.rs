@@ -12,8 +12,9 @@
 //!
 //! - it is working (active, and not waiting on the loader): keep waiting, look again T/4
 //!   later;
-//! - it is idle inside the load's transaction (or idle, with the loader having spoken
-//!   last): the answer or the request was lost;
+//! - it is idle (inside the load's transaction or not) while a request of the loader's is
+//!   unanswered ([`super::wire`] counts them from the protocol): the answer or the request
+//!   was lost; idle with nothing owed, the loader is busy elsewhere: look again T later;
 //! - it is blocked sending to the loader, which is waiting to read: the path does not
 //!   deliver;
 //! - it waits for COPY data: dead if the socket has refused the loader's bytes for T/2;
@@ -162,7 +163,7 @@ enum Seen {
 struct Quiet {
     /// Since a byte last moved either way.
     quiet: Duration,
-    /// The loader sent something after the last byte it received.
+    /// A request of the loader's is unanswered (counted exactly, [`super::wire`]).
     owed: bool,
     /// How long the socket has refused the loader's bytes.
     write_stuck: Duration,
@@ -198,20 +199,17 @@ fn verdict(seen: &Seen, q: Quiet, t: Duration, pid: i32, brief: Duration) -> Ver
         Seen::Session { state, wait_event } => {
             let state = state.as_deref().unwrap_or("");
             let wait = wait_event.as_deref().unwrap_or("");
-            // Inside a transaction the loader never leaves its session idle for long (it
-            // goes straight from one statement to the next; the comparison's second
-            // connection is bounded well under T), so an idle transaction means whatever it
-            // sent last, or the answer, was lost. Outside one, the loader may just be busy
-            // (hashing the next file): only when it spoke last. (Speaking last is no proof
-            // of an answer owed: tokio-postgres pipelines, and an answer to an earlier
-            // message may arrive after the last request went out.)
-            if state.starts_with("idle in transaction") || (state == "idle" && q.owed) {
-                return Verdict::Dead(format!(
-                    "no byte for {quiet} while the loader waited on it, but the server's \
-                     session {pid} is {state}: the answer or the request was lost on the way"
-                ));
-            }
-            if state == "idle" {
+            // An idle session (in a transaction or not) that owes the loader an answer has
+            // lost it, or never got the request. One that owes nothing is a loader busy
+            // elsewhere (hashing the next file, reading S3 under its own bound): nothing to
+            // say about the path yet.
+            if state.starts_with("idle") {
+                if q.owed {
+                    return Verdict::Dead(format!(
+                        "no byte for {quiet} while the loader waited on it, but the server's \
+                         session {pid} is {state}: the answer or the request was lost on the way"
+                    ));
+                }
                 return Verdict::LookAgainAt(q.quiet + t);
             }
             match wait {
@@ -253,7 +251,7 @@ async fn watch(cfg: &DbConfig, p: &Progress, pid: &AtomicI32) -> String {
         // Bytes may have moved while it looked.
         let q = Quiet {
             quiet: p.quiet(),
-            owed: p.spoke_last(),
+            owed: p.owed(),
             write_stuck: p.write_stuck(),
         };
         if q.quiet < t {
@@ -374,7 +372,7 @@ mod tests {
         let got = v(
             &session("idle in transaction", Some("ClientRead")),
             4000,
-            false,
+            true,
             0,
         );
         assert!(
@@ -397,9 +395,12 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_session_outside_a_transaction_nobody_waits_on_is_left_alone() {
-        let got = v(&session("idle", Some("ClientRead")), 4000, false, 0);
-        assert_eq!(got, Verdict::LookAgainAt(Duration::from_secs(8)));
+    fn an_idle_session_nobody_waits_on_is_left_alone() {
+        // Nothing owed: the loader is busy elsewhere, in a transaction or between files.
+        for state in ["idle", "idle in transaction"] {
+            let got = v(&session(state, Some("ClientRead")), 4000, false, 0);
+            assert_eq!(got, Verdict::LookAgainAt(Duration::from_secs(8)), "{state}");
+        }
     }
 
     #[test]

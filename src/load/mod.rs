@@ -245,7 +245,7 @@ async fn attempt(
             journal::write(&tx, &e, started)
                 .await
                 .map_err(|e| db::fail("writing the load journal", &e))?;
-            tx.commit().await.map_err(|e| db::fail("committing", &e))?;
+            tx.commit().await.map_err(|e| db::fail_commit(&e))?;
             return Ok(Outcome::AlreadyLoaded);
         }
         // An S3 object is known only by its ETag until it is read: its content may be one
@@ -347,7 +347,7 @@ async fn attempt(
     journal::write(&tx, &e, started)
         .await
         .map_err(|e| db::fail("writing the load journal", &e))?;
-    tx.commit().await.map_err(|e| db::fail("committing", &e))?;
+    tx.commit().await.map_err(|e| db::fail_commit(&e))?;
     trace.phase("commit", t);
     Ok(Outcome::Loaded {
         checked,
