@@ -47,9 +47,8 @@ const NO_SEARCH: &str = "fresh, no search vectors";
 const LANG_FRESH: &str = "fresh, keys in a language collation";
 const LANG_NEXT: &str = "next day, keys in a language collation";
 /// The next day with adjacent repeats (a record and its amendment), on its own copy of the
-/// fresh date's database, made just before the plain next day loads into the original. (It
-/// used to take over the staged scenario's database, whose fresh rows the COPY-phase rounds
-/// read afterwards: they then found the next day's rows and stopped the full bench.)
+/// fresh date's database, made just before the plain next day loads into the original; not
+/// on the staged scenario's, whose fresh rows the COPY-phase rounds read afterwards.
 const ADJACENT: &str = "next day, adjacent repeats";
 /// Where the generator puts that day's files, under the data directory.
 const ADJACENT_DIR: &str = "adjacent";
