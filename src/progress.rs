@@ -12,10 +12,12 @@ pub fn wanted(disabled: bool) -> bool {
     !disabled && io::stderr().is_terminal()
 }
 
-/// A byte-based bar for one file, or a hidden one when bars are off.
-pub fn bar(enabled: bool, name: &str, len: Option<u64>) -> ProgressBar {
+/// A byte-based bar for one file, or a hidden one when bars are off. It is cleared when
+/// dropped, however the file's read ends: also when the read is abandoned half-way (a rerun
+/// its digest gave away, an interruption), which would otherwise leave it drawn.
+pub fn bar(enabled: bool, name: &str, len: Option<u64>) -> Bar {
     if !enabled {
-        return ProgressBar::hidden();
+        return Bar(ProgressBar::hidden());
     }
     let pb = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template(
@@ -28,14 +30,26 @@ pub fn bar(enabled: bool, name: &str, len: Option<u64>) -> ProgressBar {
     if let Ok(mut a) = ACTIVE.lock() {
         *a = Some(pb.clone());
     }
-    pb
+    Bar(pb)
 }
 
-/// Forgets the active bar so logs go straight to stderr again.
-pub fn done(pb: &ProgressBar) {
-    pb.finish_and_clear();
-    if let Ok(mut a) = ACTIVE.lock() {
-        *a = None;
+/// One file's bar; see [`bar`].
+pub struct Bar(ProgressBar);
+
+impl std::ops::Deref for Bar {
+    type Target = ProgressBar;
+    fn deref(&self) -> &ProgressBar {
+        &self.0
+    }
+}
+
+impl Drop for Bar {
+    /// Forgets the active bar so logs go straight to stderr again.
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+        if let Ok(mut a) = ACTIVE.lock() {
+            *a = None;
+        }
     }
 }
 

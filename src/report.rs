@@ -86,7 +86,7 @@ pub struct FileReport {
     pub business_date: Option<chrono::NaiveDate>,
     pub bytes: u64,
     pub fingerprint: Option<String>,
-    /// sha256 of the content, when the whole file was read (or, locally, hashed first).
+    /// sha256 of the content, when the whole file was read (or, locally, by its own thread).
     pub sha256: Option<String>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     pub records: u64,

@@ -86,6 +86,56 @@ fn a_rerun_of_loaded_files_is_skipped_via_the_journal() {
     assert_eq!(v["files"][0]["status"], "loaded");
 }
 
+/// A local file's sha256 is computed while the load goes on, but the rerun rule still comes
+/// first: a rerun is skipped even when the load that ran ahead meanwhile fails (here on a
+/// trigger the loader does not know, found in milliseconds while the digest of a 20 MB file
+/// takes far longer), and only a file that is not a rerun gets that refusal.
+#[test]
+fn a_rerun_is_skipped_whatever_the_load_that_ran_ahead_of_its_digest_found() {
+    let db = Db::new("rerun_first");
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("CED01-15R.PIP");
+    let mut bytes = vec![b'\n'; 20 << 20];
+    bytes.extend(std::fs::read(testdata("CED01-15R.PIP")).unwrap());
+    std::fs::write(&big, bytes).unwrap();
+    let (code, v, err) = load(&db, std::slice::from_ref(&big));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["files"][0]["status"], "loaded", "{v}");
+    db.sql(
+        "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$; \
+         CREATE TRIGGER stamp BEFORE UPDATE ON issuer FOR EACH ROW EXECUTE FUNCTION stamp()",
+    );
+    let before = db.snapshot();
+    let (code, v, err) = load(&db, std::slice::from_ref(&big));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(v["files"][0]["status"], "already_loaded", "{v}");
+    assert_eq!(
+        v["files"][0]["fingerprint"].as_str().map(str::len),
+        Some(64),
+        "{v}"
+    );
+    assert!(!err.contains("trigger"), "{err}");
+    // Not a rerun: the same check refuses it, and nothing changes.
+    let (code, _, err) = load(&db, &[day("01-16")[0].clone()]);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("the loader does not know trigger stamp on issuer"),
+        "{err}"
+    );
+    assert_eq!(db.snapshot(), before);
+    let statuses = db.sql("SELECT string_agg(status, ',' ORDER BY id) FROM load_journal");
+    assert_eq!(statuses.trim(), "loaded,already loaded,failed");
+    let sha = db.sql(
+        "SELECT count(DISTINCT fingerprint) || ' ' || count(DISTINCT sha256) FROM load_journal \
+         WHERE file_name = 'CED01-15R.PIP'",
+    );
+    assert_eq!(
+        sha.trim(),
+        "1 1",
+        "both rows know the file by the same sha256"
+    );
+}
+
 #[test]
 fn the_delta_gives_exact_counts_and_contents() {
     let db = Db::new("delta");

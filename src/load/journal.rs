@@ -121,6 +121,53 @@ pub async fn verdict(
     ))
 }
 
+/// What the rerun rule needs to know of a table's past loads before a local file's content
+/// hash is known: the newest successful load's identifiers, and the latest business date
+/// loaded. Read under the load lock, it stays true until this load commits.
+#[derive(Debug, Clone, Default)]
+pub struct Newest {
+    /// Fingerprint and sha256 of the newest successful load (either may be absent).
+    content: Vec<String>,
+    date: Option<NaiveDate>,
+}
+
+impl Newest {
+    /// The verdict for a file of content `sha` dated `date`, when these facts decide it:
+    /// always, except for a file dated before the newest day that is not the newest load,
+    /// which is skipped or refused by whether its content ever loaded ([`verdict`] asks).
+    pub fn verdict(&self, sha: &str, date: Option<NaiveDate>) -> Option<Verdict> {
+        let is_newest = self.content.iter().any(|c| c == sha);
+        match (date, self.date) {
+            (Some(d), Some(n)) if d < n && !is_newest => None,
+            _ => Some(rule(is_newest, false, date, self.date)),
+        }
+    }
+
+    /// Whether [`Newest::verdict`] will decide for a file dated `date`, whatever its content.
+    pub fn decides(&self, date: Option<NaiveDate>) -> bool {
+        !matches!((date, self.date), (Some(d), Some(n)) if d < n)
+    }
+}
+
+/// Reads [`Newest`] for a table's file type.
+pub async fn newest(client: &impl GenericClient, file_type: &str) -> Result<Newest, Error> {
+    let row = client
+        .query_one(
+            "SELECT \
+               (SELECT ARRAY[fingerprint, sha256] FROM load_journal \
+                 WHERE file_type = $1 AND status = 'loaded' ORDER BY id DESC LIMIT 1), \
+               (SELECT max(business_date) FROM load_journal WHERE file_type = $1 AND status = 'loaded')",
+            &[&file_type],
+        )
+        .await
+        .map_err(|e| db::fail("reading the load journal", &e))?;
+    let content: Option<Vec<Option<String>>> = row.get(0);
+    Ok(Newest {
+        content: content.into_iter().flatten().flatten().collect(),
+        date: row.get(1),
+    })
+}
+
 /// The rule itself, apart from the query.
 fn rule(
     is_newest: bool,
@@ -273,6 +320,46 @@ mod tests {
 
     fn d(s: &str) -> Option<NaiveDate> {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+    }
+
+    /// [`Newest::verdict`] gives what [`rule`] gives for every case it decides, and leaves
+    /// to the full query exactly the case that needs to know whether the content ever loaded.
+    #[test]
+    fn the_newest_load_alone_decides_all_but_an_older_file() {
+        let dates = [None, d("2024-01-15"), d("2024-01-16"), d("2024-01-17")];
+        for newest_date in dates {
+            for content in [
+                vec![],
+                vec!["aa".to_string()],
+                vec!["x".into(), "aa".into()],
+            ] {
+                let n = Newest {
+                    content,
+                    date: newest_date,
+                };
+                for date in dates {
+                    for sha in ["aa", "bb"] {
+                        let is_newest = n.content.iter().any(|c| c == sha);
+                        let older = matches!((date, newest_date), (Some(a), Some(b)) if a < b);
+                        assert_eq!(n.decides(date), !older);
+                        match n.verdict(sha, date) {
+                            None => assert!(older && !is_newest, "{n:?} {sha} {date:?}"),
+                            Some(v) => {
+                                for seen in [false, true] {
+                                    if seen || !is_newest {
+                                        assert_eq!(
+                                            v,
+                                            rule(is_newest, seen, date, newest_date),
+                                            "{n:?} {sha} {date:?} seen {seen}"
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

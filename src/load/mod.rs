@@ -27,7 +27,7 @@ use crate::error::Error;
 use crate::layout::Layout;
 use crate::report::{FileReport, Path, Phase, Status};
 use crate::schema::LOCK_CLASS;
-use crate::source::Input;
+use crate::source::{Hashing, Input};
 
 pub use journal::interrupted as journal_interrupted;
 
@@ -101,17 +101,40 @@ pub async fn load_file(
 ) -> Result<(), Error> {
     let started = Utc::now();
     let t0 = Instant::now();
-    let identity = identity(input).await?;
-    report.fingerprint = Some(identity.clone());
+    let known = match (input.etag(), input.local_path()) {
+        (Some(etag), _) => Known::Etag(etag.to_string()),
+        (None, Some(path)) => Known::Local(Hashing::start(path)?),
+        (None, None) => Known::Etag(String::new()),
+    };
     report.business_date = input.business_date;
-    if input.local_path().is_some() {
-        report.sha256 = Some(identity.clone());
-    }
     let mut trace = Trace::default();
-    let result = attempt(
-        client, compare_on, input, opts, &identity, started, &mut trace,
-    )
-    .await;
+    let result = {
+        let attempt = attempt(client, compare_on, input, opts, &known, started, &mut trace);
+        match &known {
+            Known::Etag(etag) => {
+                report.fingerprint = Some(etag.clone());
+                attempt.await
+            }
+            // Into the report as soon as it is known, so an interrupted attempt has it too.
+            Known::Local(hashing) => {
+                let mut attempt = std::pin::pin!(attempt);
+                tokio::select! {
+                    r = &mut attempt => r,
+                    Ok(sha) = hashing.wait() => {
+                        report.fingerprint = Some(sha.clone());
+                        report.sha256 = Some(sha);
+                        attempt.await
+                    }
+                }
+            }
+        }
+    };
+    if let (Known::Local(hashing), None) = (&known, &report.fingerprint) {
+        if let Ok(sha) = hashing.wait().await {
+            report.fingerprint = Some(sha.clone());
+            report.sha256 = Some(sha);
+        }
+    }
     report.records = trace.read.records;
     report.bytes = trace.read.bytes;
     report.resumes = trace.read.resumes;
@@ -164,19 +187,35 @@ pub async fn load_file(
     result.map(|_| ())
 }
 
-/// The identity known before reading: S3's ETag, or a local file's sha256 (one extra read,
-/// far cheaper than a load, and it lets a changed file be caught as it is read).
-async fn identity(input: &Input) -> Result<String, Error> {
-    Ok(match (input.etag(), input.local_path()) {
-        (Some(etag), _) => etag.to_string(),
-        (None, Some(path)) => {
-            let path = path.to_path_buf();
-            tokio::task::spawn_blocking(move || crate::source::sha256_file(&path))
-                .await
-                .map_err(|e| Error::Internal(format!("hashing failed: {e}")))??
+/// What a file is known by before it is read: an S3 object's ETag, or a local file's
+/// sha256, which its own thread computes while the load goes on ([`Hashing`]).
+enum Known {
+    Etag(String),
+    Local(Hashing),
+}
+
+impl Known {
+    fn hashing(&self) -> Option<&Hashing> {
+        match self {
+            Known::Local(h) => Some(h),
+            Known::Etag(_) => None,
         }
-        (None, None) => String::new(),
-    })
+    }
+
+    /// The journal's fingerprint: the ETag, or (waiting for it) the sha256.
+    async fn fingerprint(&self) -> Result<String, Error> {
+        match self {
+            Known::Etag(etag) => Ok(etag.clone()),
+            Known::Local(h) => h.wait().await,
+        }
+    }
+}
+
+/// The rerun rule's answer, or, while a local file's sha256 is still being computed, the
+/// journal's facts that will give it ([`journal::Newest`]).
+enum Ruling {
+    Decided(Verdict),
+    Pending(journal::Newest),
 }
 
 async fn attempt(
@@ -184,7 +223,7 @@ async fn attempt(
     compare_on: Option<&DbConfig>,
     input: &Input,
     opts: &LoadOptions,
-    identity: &str,
+    known: &Known,
     started: DateTime<Utc>,
     trace: &mut Trace,
 ) -> Result<Outcome, Error> {
@@ -204,44 +243,42 @@ async fn attempt(
     .map_err(|e| db::fail(&format!("waiting for the {} load lock", layout.table), &e))?;
 
     // Checked under the lock, so of two loaders started together the second sees the first's
-    // journal row and skips: a rerun of a scheduler job is safe and quick.
-    let local_sha = input.local_path().map(|_| identity);
-    let entry = |status, read: Read, checked: Option<&Checked>, merged: Option<&Merged>| Entry {
-        file: &input.name,
-        source: &input.source,
-        file_type: input.file_type.name(),
-        bytes: read.bytes,
-        fingerprint: Some(identity),
-        sha256: None,
-        business_date: input.business_date,
-        records: read.records,
-        inserted: merged.map_or(0, |m| m.inserted),
-        updated: merged.map_or(0, |m| m.updated),
-        unchanged: merged.map_or(0, |m| m.unchanged),
-        repeated: checked.map_or(0, |c| c.repeated),
-        status,
-        error: None,
-    };
-    let known = Identity {
-        fingerprint: identity,
-        sha256: local_sha,
-        business_date: input.business_date,
-    };
-    let verdict = if opts.force {
-        Verdict::Load
-    } else {
-        journal::verdict(&tx, input.file_type.name(), known).await?
-    };
-    match verdict {
-        Verdict::Load => {}
-        Verdict::Skip { superseded } => {
-            skipped(input, identity, superseded);
-            let read = Read {
-                bytes: input.size.unwrap_or(0),
-                ..Read::default()
+    // journal row and skips: a rerun of a scheduler job is safe and quick. A local file whose
+    // sha256 is still being computed goes on meanwhile when the newest load alone decides;
+    // what it does then is undone if the digest says the file was loaded already.
+    let file_type = input.file_type.name();
+    let hashing = known.hashing();
+    let ruling = match hashing {
+        _ if opts.force => Ruling::Decided(Verdict::Load),
+        Some(h) => {
+            let newest = journal::newest(&tx, file_type).await?;
+            if newest.decides(input.business_date) {
+                Ruling::Pending(newest)
+            } else {
+                let sha = h.wait().await?;
+                let known = Identity {
+                    fingerprint: &sha,
+                    sha256: Some(&sha),
+                    business_date: input.business_date,
+                };
+                Ruling::Decided(journal::verdict(&tx, file_type, known).await?)
+            }
+        }
+        None => {
+            let known = Identity {
+                fingerprint: &known.fingerprint().await?,
+                sha256: None,
+                business_date: input.business_date,
             };
-            let mut e = entry(Status::AlreadyLoaded, read, None, None);
-            e.sha256 = local_sha;
+            Ruling::Decided(journal::verdict(&tx, file_type, known).await?)
+        }
+    };
+    match ruling {
+        Ruling::Decided(Verdict::Skip { superseded }) => {
+            let fingerprint = known.fingerprint().await?;
+            skipped(input, &fingerprint, superseded);
+            let local_sha = hashing.map(|_| fingerprint.as_str());
+            let e = skipped_entry(input, &fingerprint, local_sha);
             journal::write(&tx, &e, started)
                 .await
                 .map_err(|e| db::fail("writing the load journal", &e))?;
@@ -250,21 +287,151 @@ async fn attempt(
         }
         // An S3 object is known only by its ETag until it is read: its content may be one
         // loaded before from elsewhere, so the verdict waits for the sha256 (below).
-        Verdict::Older { .. } if local_sha.is_none() => {}
-        Verdict::Older { newest } => return Err(older(input, newest)),
+        Ruling::Decided(Verdict::Older { newest }) if hashing.is_some() => {
+            return Err(older(input, newest))
+        }
+        Ruling::Decided(_) | Ruling::Pending(_) => {}
     }
-    // A trigger or rule the loader does not know could change what it writes.
-    crate::schema::guard::check(&tx, layout).await?;
     let how = Reading {
         parse: opts.parse,
         progress: opts.progress,
-        expect_sha256: input.local_path().map(|_| identity),
+        expect_sha256: hashing,
+    };
+    let work = Box::pin(load_rows(&tx, compare_on, input, opts, how, trace));
+    let (checked, merged, route) = match (ruling, hashing) {
+        (Ruling::Pending(newest), Some(h)) => {
+            let mut work = work;
+            let (sha, finished) = tokio::select! {
+                sha = h.wait() => (sha, None),
+                done = &mut work => (h.wait().await, Some(done)),
+            };
+            let sha = sha?;
+            match newest.verdict(&sha, input.business_date) {
+                Some(Verdict::Load) => match finished {
+                    Some(done) => done?,
+                    None => work.await?,
+                },
+                Some(Verdict::Skip { superseded }) => {
+                    // What went ahead is undone; the rerun is recorded as if it had waited.
+                    drop(work);
+                    *trace = Trace::default();
+                    tx.rollback()
+                        .await
+                        .map_err(|e| db::fail("rolling back", &e))?;
+                    skipped(input, &sha, superseded);
+                    let e = skipped_entry(input, &sha, Some(&sha));
+                    journal::write(&*client, &e, started)
+                        .await
+                        .map_err(|e| db::fail("writing the load journal", &e))?;
+                    return Ok(Outcome::AlreadyLoaded);
+                }
+                Some(Verdict::Older { newest }) => return Err(older(input, newest)),
+                None => {
+                    return Err(Error::Internal(
+                        "the newest load did not decide the rerun rule".into(),
+                    ))
+                }
+            }
+        }
+        _ => work.await?,
     };
 
-    let choice = initial::choose(&tx, layout, opts.initial_load).await?;
+    let fingerprint = known.fingerprint().await?;
+    let local_sha = hashing.map(|_| fingerprint.as_str());
+    let sha = trace.read.sha256.map(|d| crate::source::hex(&d));
+    let sha = sha.as_deref().or(local_sha);
+    let entry = |status, checked: Option<&Checked>, merged: Option<&Merged>| Entry {
+        file: &input.name,
+        source: &input.source,
+        file_type,
+        bytes: trace.read.bytes,
+        fingerprint: Some(&fingerprint),
+        sha256: sha,
+        business_date: input.business_date,
+        records: trace.read.records,
+        inserted: merged.map_or(0, |m| m.inserted),
+        updated: merged.map_or(0, |m| m.updated),
+        unchanged: merged.map_or(0, |m| m.unchanged),
+        repeated: checked.map_or(0, |c| c.repeated),
+        status,
+        error: None,
+    };
+    // An S3 object, now that its content is known: the rule again, by content.
+    if !opts.force && hashing.is_none() {
+        let known = Identity {
+            fingerprint: &fingerprint,
+            sha256: sha,
+            business_date: input.business_date,
+        };
+        match journal::verdict(&tx, file_type, known).await? {
+            Verdict::Load => {}
+            Verdict::Older { newest } => return Err(older(input, newest)),
+            Verdict::Skip { superseded } => {
+                tx.rollback()
+                    .await
+                    .map_err(|e| db::fail("rolling back", &e))?;
+                skipped(input, &fingerprint, superseded);
+                let e = entry(Status::AlreadyLoaded, None, None);
+                journal::write(&*client, &e, started)
+                    .await
+                    .map_err(|e| db::fail("writing the load journal", &e))?;
+                return Ok(Outcome::AlreadyLoaded);
+            }
+        }
+    }
+
+    let t = Instant::now();
+    let e = entry(Status::Loaded, Some(&checked), Some(&merged));
+    journal::write(&tx, &e, started)
+        .await
+        .map_err(|e| db::fail("writing the load journal", &e))?;
+    tx.commit().await.map_err(|e| db::fail_commit(&e))?;
+    trace.phase("commit", t);
+    Ok(Outcome::Loaded {
+        checked,
+        merged,
+        route,
+    })
+}
+
+/// The journal row of a file skipped before it was read.
+fn skipped_entry<'a>(input: &'a Input, fingerprint: &'a str, sha256: Option<&'a str>) -> Entry<'a> {
+    Entry {
+        file: &input.name,
+        source: &input.source,
+        file_type: input.file_type.name(),
+        bytes: input.size.unwrap_or(0),
+        fingerprint: Some(fingerprint),
+        sha256,
+        business_date: input.business_date,
+        records: 0,
+        inserted: 0,
+        updated: 0,
+        unchanged: 0,
+        repeated: 0,
+        status: Status::AlreadyLoaded,
+        error: None,
+    }
+}
+
+/// The file's rows into its table, by the path the table's state and the options choose;
+/// the journal and the commit are the caller's.
+async fn load_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    compare_on: Option<&DbConfig>,
+    input: &Input,
+    opts: &LoadOptions,
+    how: Reading<'_>,
+    trace: &mut Trace,
+) -> Result<(Checked, Merged, Route), Error> {
+    let layout: &'static Layout = input.file_type.layout();
+    // A trigger or rule the loader does not know could change what it writes.
+    crate::schema::guard::check(tx, layout).await?;
+
+    let choice = initial::choose(tx, layout, opts.initial_load).await?;
     let compare = compare_on.map(|cfg| (cfg, opts.compare_min_bytes));
     let (checked, merged, route) = if choice.direct {
-        let (read, direct) = initial::direct(&tx, input, layout, how).await;
+        let (read, direct) = initial::direct(tx, input, layout, how).await;
         trace.read = read;
         match direct? {
             initial::Went::Copied {
@@ -291,7 +458,7 @@ async fn attempt(
             }
             initial::Went::Declined(declined) => {
                 let (checked, merged, mut route) =
-                    staged_and_merged(&tx, compare, input, layout, how, true, trace).await?;
+                    staged_and_merged(tx, compare, input, layout, how, true, trace).await?;
                 if route.path == Path::Rebuild {
                     route.why = format!("{}, but {declined}", choice.why);
                 }
@@ -300,7 +467,7 @@ async fn attempt(
         }
     } else {
         let (checked, merged, mut route) =
-            staged_and_merged(&tx, compare, input, layout, how, false, trace).await?;
+            staged_and_merged(tx, compare, input, layout, how, false, trace).await?;
         if choice.empty {
             route.why = choice.why;
         }
@@ -314,46 +481,7 @@ async fn attempt(
         route.path.name(),
         route.why
     );
-
-    let sha = trace.read.sha256.map(|d| crate::source::hex(&d));
-    let sha = sha.as_deref().or(local_sha);
-    // An S3 object, now that its content is known: the rule again, by content.
-    if !opts.force && local_sha.is_none() {
-        let known = Identity {
-            sha256: sha,
-            ..known
-        };
-        match journal::verdict(&tx, input.file_type.name(), known).await? {
-            Verdict::Load => {}
-            Verdict::Older { newest } => return Err(older(input, newest)),
-            Verdict::Skip { superseded } => {
-                tx.rollback()
-                    .await
-                    .map_err(|e| db::fail("rolling back", &e))?;
-                skipped(input, identity, superseded);
-                let mut e = entry(Status::AlreadyLoaded, trace.read, None, None);
-                e.sha256 = sha;
-                journal::write(&*client, &e, started)
-                    .await
-                    .map_err(|e| db::fail("writing the load journal", &e))?;
-                return Ok(Outcome::AlreadyLoaded);
-            }
-        }
-    }
-
-    let t = Instant::now();
-    let mut e = entry(Status::Loaded, trace.read, Some(&checked), Some(&merged));
-    e.sha256 = sha;
-    journal::write(&tx, &e, started)
-        .await
-        .map_err(|e| db::fail("writing the load journal", &e))?;
-    tx.commit().await.map_err(|e| db::fail_commit(&e))?;
-    trace.phase("commit", t);
-    Ok(Outcome::Loaded {
-        checked,
-        merged,
-        route,
-    })
+    Ok((checked, merged, route))
 }
 
 /// Logs why a file is skipped.

@@ -18,7 +18,7 @@ use crate::db;
 use crate::error::{Error, Rejection};
 use crate::layout::Layout;
 use crate::progress;
-use crate::source::{Fingerprint, Input};
+use crate::source::{Fingerprint, Hashing, Input};
 use crate::sql;
 
 /// Where a COPY goes: the staging table (rows carry their file line) or, for an initial
@@ -56,13 +56,13 @@ pub struct Copied {
     pub repeats: Option<Repeats>,
 }
 
-/// How a file is read: parse options, whether to draw a progress bar, and the sha256 a local
-/// file had when its identity was taken (checked again as it is read).
+/// How a file is read: parse options, whether to draw a progress bar, and for a local file
+/// what its identity was taken from (the file must still be that when it has been read).
 #[derive(Debug, Clone, Copy)]
 pub struct Reading<'a> {
     pub parse: ParseOptions,
     pub progress: bool,
-    pub expect_sha256: Option<&'a str>,
+    pub expect_sha256: Option<&'a Hashing>,
 }
 
 /// Streams the file into a COPY of `layout`'s table (or staging), with the comparer when
@@ -142,7 +142,7 @@ pub async fn stream(
     let reader = opened.reader;
     let (chunks, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let pb = progress::bar(how.progress, &input.name, input.size);
-    let pb2 = pb.clone();
+    let pb2 = (*pb).clone();
     let parse = how.parse;
     // The content hash is the file's identity in the journal, local or S3 (so the same file
     // from either is one file); it runs on the parser thread as the bytes pass. An S3
@@ -204,7 +204,7 @@ pub async fn stream(
             )
         }
     };
-    progress::done(&pb);
+    drop(pb);
     let read = Read {
         records: produced.records,
         bytes: produced.bytes,
@@ -219,6 +219,12 @@ pub async fn stream(
                 && produced.stopped.is_none()
                 && !produced.abandoned
         }),
+    };
+    // What the file was identified by: its digest, from its own thread (done long before
+    // this), and whether it has been written to or replaced since it was opened.
+    let first = match (&digest, how.expect_sha256) {
+        (Some(_), Some(h)) => Some(h.wait().await.map(|sha| (sha, h.changed()))),
+        _ => None,
     };
     let outcome = (|| {
         if let Some(e) = copy_error {
@@ -248,11 +254,12 @@ pub async fn stream(
             }
             None => {}
         }
-        if let (Some(digest), Some(first)) = (&digest, how.expect_sha256) {
-            if first != crate::source::hex(digest) {
+        if let (Some(digest), Some(first)) = (&digest, first) {
+            let (sha, changed) = first?;
+            if changed || sha != crate::source::hex(digest) {
                 return Err(Error::Transient(format!(
-                    "{}: the file changed while it was being loaded (its sha256 differs from the one read first); \
-                     nothing was loaded, rerun once it is complete",
+                    "{}: the file changed while it was being loaded (it was written to or replaced \
+                     since it was opened); nothing was loaded, rerun once it is complete",
                     input.source
                 )));
             }
