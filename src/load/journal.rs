@@ -137,10 +137,10 @@ impl Newest {
     /// which is skipped or refused by whether its content ever loaded ([`verdict`] asks).
     pub fn verdict(&self, sha: &str, date: Option<NaiveDate>) -> Option<Verdict> {
         let is_newest = self.content.iter().any(|c| c == sha);
-        match (date, self.date) {
-            (Some(d), Some(n)) if d < n && !is_newest => None,
-            _ => Some(rule(is_newest, false, date, self.date)),
+        if !is_newest && !self.decides(date) {
+            return None;
         }
+        Some(rule(is_newest, false, date, self.date))
     }
 
     /// Whether [`Newest::verdict`] will decide for a file dated `date`, whatever its content.

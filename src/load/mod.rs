@@ -295,7 +295,7 @@ async fn attempt(
     let how = Reading {
         parse: opts.parse,
         progress: opts.progress,
-        expect_sha256: hashing,
+        hashing,
     };
     let work = Box::pin(load_rows(&tx, compare_on, input, opts, how, trace));
     let (checked, merged, route) = match (ruling, hashing) {
@@ -602,7 +602,7 @@ pub async fn validate_file(
     let how = Reading {
         parse: opts.parse,
         progress: opts.progress,
-        expect_sha256: None,
+        hashing: None,
     };
     let (read, result) = stream::stream(
         input,

@@ -62,7 +62,7 @@ pub struct Copied {
 pub struct Reading<'a> {
     pub parse: ParseOptions,
     pub progress: bool,
-    pub expect_sha256: Option<&'a Hashing>,
+    pub hashing: Option<&'a Hashing>,
 }
 
 /// Streams the file into a COPY of `layout`'s table (or staging), with the comparer when
@@ -222,7 +222,7 @@ pub async fn stream(
     };
     // What the file was identified by: its digest, from its own thread (done long before
     // this), and whether it has been written to or replaced since it was opened.
-    let first = match (&digest, how.expect_sha256) {
+    let first = match (&digest, how.hashing) {
         (Some(_), Some(h)) => Some(h.wait().await.map(|sha| (sha, h.changed()))),
         _ => None,
     };
