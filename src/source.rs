@@ -172,7 +172,8 @@ impl Input {
     }
 }
 
-/// SHA-256 of a local file, read whole before anything else.
+/// SHA-256 of a local file, read whole at once: what the journal records for it, the same
+/// digest [`Hashing`] computes beside a load (tests compare a journalled digest with it).
 pub fn sha256_file(path: &Path) -> Result<String, Error> {
     let f = open_to_hash(path)?;
     hash_all(f, path, &AtomicBool::new(false))
